@@ -1,0 +1,70 @@
+"""WooCommerce: webhooks signed with the webhook secret (see README.md in this folder)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mappers.woocommerce.mapper import map_event
+from relay.mapping import BadRequest, IncomingRequest, Intake, Platform
+from relay.verifiers import WooCommerceSignature
+
+TOPICS = frozenset(
+    {
+        "order.created",
+        "order.updated",
+        "order.restored",
+        "product.created",
+        "product.updated",
+        "product.deleted",
+        "product.restored",
+    }
+)
+# Metadata worth keeping with the raw event; never the signature.
+KEPT_HEADERS = (
+    "x-wc-webhook-topic",
+    "x-wc-webhook-source",
+    "x-wc-webhook-id",
+    "x-wc-webhook-delivery-id",
+)
+_PING = re.compile(rb"\s*webhook_id=\d+\s*")
+
+
+def is_ping(request: IncomingRequest) -> bool:
+    """WooCommerce's activation ping: unsigned form body `webhook_id=N`; it needs exactly 200."""
+    return request.header("X-WC-Webhook-Signature") is None and bool(_PING.fullmatch(request.body))
+
+
+def describe(request: IncomingRequest) -> Intake:
+    topic = request.header("X-WC-Webhook-Topic")
+    if not topic:
+        raise BadRequest("missing_topic", "the X-WC-Webhook-Topic header is missing")
+    if request.content_type and "json" not in request.content_type:
+        raise BadRequest(
+            "unsupported_media_type", "WooCommerce webhooks are application/json", status=415
+        )
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        raise BadRequest("malformed_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("malformed_json", "the body is not a JSON object")
+    headers = {name: value for name in KEPT_HEADERS if (value := request.header(name))}
+    # No delivery id for deduplication: WooCommerce derives X-WC-Webhook-Delivery-ID from the
+    # webhook id and the current second, so two different events of one webhook within the
+    # same second share it. Duplicates are recognised by content instead.
+    return Intake(topic=topic.strip().lower(), delivery_id=None, headers=headers)
+
+
+PLATFORM = Platform(
+    name="woocommerce",
+    title="WooCommerce",
+    verifier=WooCommerceSignature(),
+    describe=describe,
+    map_event=map_event,
+    topics=TOPICS,
+    secret_kind="secret",
+    options=("currency",),
+    methods=("POST",),
+    is_handshake=is_ping,
+)

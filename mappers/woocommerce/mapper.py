@@ -1,0 +1,335 @@
+"""WooCommerce webhook bodies (REST API v3 resources) -> Commerce API records.
+
+Pure: the raw event and the merchant's options in, records out. Rules (DESIGN.md section 6):
+- orders by status: processing/on-hold -> placed; completed -> placed, fulfilled;
+  cancelled -> cancelled; refunded, or any refunds[] -> refunded with the cumulative amount;
+  pending/failed/checkout-draft with an email -> a checkout, never an order;
+- guests (customer_id 0) are keyed by billing email (no externalId);
+- simple products -> a product; variable -> a product whose variants the worker fills in from
+  what it knows (the webhook lists only variation ids); variation -> one variant of its parent;
+  product.deleted ({"id": N}) -> delete; stock_status instock/onbackorder -> in stock.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from relay.events import RawEvent
+from relay.mapping import IgnoreEvent, MappingError, Record
+from relay.money import MoneyError, parse_decimal, to_minor_units, unit_price_minor
+
+ORDER_STATUS_EVENTS: dict[str, tuple[str, ...]] = {
+    "processing": ("placed",),
+    "on-hold": ("placed",),
+    "completed": ("placed", "fulfilled"),
+    "cancelled": ("cancelled",),
+    "refunded": ("refunded",),
+}
+CHECKOUT_STATUSES = frozenset({"pending", "failed", "checkout-draft"})
+IN_STOCK = frozenset({"instock", "onbackorder"})
+
+
+def map_event(event: RawEvent, options: Mapping[str, str]) -> list[Record]:
+    resource, _, action = event.topic.partition(".")
+    try:
+        payload = event.json()
+    except ValueError as exc:
+        raise MappingError(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise MappingError("body is not a JSON object")
+    try:
+        if resource == "order":
+            return map_order(payload)
+        if resource == "product":
+            return map_product(payload, action, options.get("currency"))
+    except MoneyError as exc:
+        raise MappingError(str(exc)) from None
+    raise IgnoreEvent(f"topic {event.topic} is not mapped")
+
+
+# --- orders -------------------------------------------------------------------------------
+
+
+def map_order(order: dict[str, Any]) -> list[Record]:
+    status = str(order.get("status") or "")
+    order_id = _id(order.get("id"), "order id")
+    currency = _text(order.get("currency"))
+    if status in CHECKOUT_STATUSES:
+        return [_checkout(order, order_id, currency)]
+    events = ORDER_STATUS_EVENTS.get(status)
+    if events is None:
+        raise IgnoreEvent(f"order status {status!r} is not an order lifecycle event")
+    if not currency:
+        raise MappingError(f"order {order_id} has no currency")
+    customer = _customer(order)
+    if customer is None:
+        raise IgnoreEvent(f"order {order_id} has no billing email")
+
+    base: dict[str, Any] = {
+        "orderId": order_id,
+        "totalCents": to_minor_units(order.get("total") or "0", currency),
+        "currency": currency,
+        "customer": customer,
+    }
+    number = _text(order.get("number"))
+    if number and number != order_id:
+        base["orderNumber"] = number
+    ordered_at = _utc(order.get("date_created_gmt"))
+    if ordered_at:
+        base["orderedAt"] = ordered_at
+    items = _items(order.get("line_items"), currency)
+    if items:
+        base["items"] = items
+    properties = _order_properties(order)
+    if properties:
+        base["properties"] = properties
+
+    refunded = _refunded_total(order.get("refunds"))
+    if status == "refunded" and not refunded:
+        refunded = parse_decimal(order.get("total")) or Decimal(0)
+    if refunded and "refunded" not in events:
+        events = (*events, "refunded")
+
+    modified_at = _utc(order.get("date_modified_gmt"))
+    records = []
+    for lifecycle_status in events:
+        data = {**base, "status": lifecycle_status}
+        if lifecycle_status == "refunded":
+            data["refundAmountCents"] = to_minor_units(refunded, currency)
+        records.append(Record("order", data, modified_at=modified_at))
+    return records
+
+
+def _checkout(order: dict[str, Any], order_id: str, currency: str | None) -> Record:
+    customer = _customer(order)
+    if customer is None:
+        raise IgnoreEvent(f"unpaid order {order_id} has no email yet")
+    data: dict[str, Any] = {"checkoutId": order_id, "customer": customer}
+    url = _text(order.get("payment_url"))
+    if url:
+        data["checkoutUrl"] = url
+    if currency:
+        data["currency"] = currency
+        total = to_minor_units(order.get("total"), currency)
+        if total is not None:
+            data["totalCents"] = total
+    items = _items(order.get("line_items"), currency)
+    if items:
+        data["items"] = items
+    return Record("checkout", data, modified_at=_utc(order.get("date_modified_gmt")))
+
+
+def _customer(order: dict[str, Any]) -> dict[str, Any] | None:
+    billing = order.get("billing") or {}
+    email = _text(billing.get("email"))
+    if not email:
+        return None
+    customer: dict[str, Any] = {"email": email}
+    first, last = _text(billing.get("first_name")), _text(billing.get("last_name"))
+    if first:
+        customer["firstName"] = first
+    if last:
+        customer["lastName"] = last
+    customer_id = order.get("customer_id")
+    if customer_id and str(customer_id) != "0":  # 0 = guest, keyed by email alone
+        customer["externalId"] = str(customer_id)
+    return customer
+
+
+def _items(line_items: Any, currency: str | None) -> list[dict[str, Any]]:
+    items = []
+    for line in line_items or []:
+        product_id = line.get("product_id")
+        if not product_id or str(product_id) == "0":
+            continue  # a line for a product that no longer exists: nothing to match it to
+        quantity = int(line.get("quantity") or 0)
+        name = _text(line.get("name")) or f"Product {product_id}"
+        item: dict[str, Any] = {"productId": str(product_id), "title": name, "quantity": quantity}
+        variation_id = line.get("variation_id")
+        if variation_id and str(variation_id) != "0":
+            item["variantId"] = str(variation_id)
+            parent_name = _text(line.get("parent_name"))
+            if parent_name:
+                item["title"] = parent_name
+                variant_title = _strip_prefix(name, f"{parent_name} - ")
+                if variant_title != parent_name:
+                    item["variantTitle"] = variant_title
+        sku = _text(line.get("sku"))
+        if sku:
+            item["sku"] = sku
+        # WooCommerce's own `price` is a float (10.799999999999999); derive it from the
+        # decimal line total instead.
+        price = unit_price_minor(line.get("total"), quantity, currency)
+        if price is not None:
+            item["priceCents"] = price
+        items.append(item)
+    return items
+
+
+def _refunded_total(refunds: Any) -> Decimal:
+    """Cumulative refunded amount: refunds[].total are negative decimal strings."""
+    total = Decimal(0)
+    for refund in refunds or []:
+        amount = parse_decimal(refund.get("total", refund.get("refund")))
+        if amount is not None:
+            total += abs(amount)
+    return total
+
+
+def _order_properties(order: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    method = _text(order.get("payment_method_title"))
+    if method:
+        properties["paymentMethod"] = method
+    coupons = [c.get("code") for c in order.get("coupon_lines") or [] if c.get("code")]
+    if coupons:
+        properties["couponCodes"] = coupons
+    return properties
+
+
+# --- products -----------------------------------------------------------------------------
+
+
+def map_product(product: dict[str, Any], action: str, currency: str | None) -> list[Record]:
+    product_id = _id(product.get("id"), "product id")
+    if action == "deleted":
+        # The body is {"id": N}. A variation id here deletes nothing at the API (404 is fine).
+        return [Record("product_delete", {"productId": product_id})]
+    modified_at = _utc(product.get("date_modified_gmt"))
+    if product.get("type") == "variation":
+        return [_variant(product, product_id, currency, modified_at)]
+    status = product.get("status")
+    if status != "publish":
+        raise IgnoreEvent(f"product {product_id} is not published (status {status!r})")
+    title = _text(product.get("name"))
+    if not title:
+        raise MappingError(f"product {product_id} has no name")
+
+    data: dict[str, Any] = {"productId": product_id, "title": title}
+    description = _plain_text(product.get("short_description")) or _plain_text(
+        product.get("description")
+    )
+    if description:
+        data["description"] = description
+    image = _first_image(product)
+    if image:
+        data["imageUrl"] = image
+    url = _text(product.get("permalink"))
+    if url:
+        data["url"] = url
+    data.update(_prices(product, currency))
+    if currency:
+        data["currency"] = currency
+    data["inStock"] = product.get("stock_status") in IN_STOCK
+    created = _utc(product.get("date_created_gmt"))
+    if created:
+        data["providerCreatedAt"] = created
+
+    hints: dict[str, Any] = {}
+    if product.get("type") == "variable":
+        # Only ids: the variants themselves arrive as variation events (or are fetched).
+        hints["variantIds"] = [
+            str(v.get("id", v) if isinstance(v, dict) else v)
+            for v in product.get("variations") or []
+        ]
+    return [Record("product", data, modified_at=modified_at, hints=hints)]
+
+
+def _variant(
+    variation: dict[str, Any], variation_id: str, currency: str | None, modified_at: str | None
+) -> Record:
+    parent_id = variation.get("parent_id")
+    if not parent_id or str(parent_id) == "0":
+        raise MappingError(f"variation {variation_id} has no parent_id")
+    options = [
+        {"name": str(a["name"]), "value": str(a["option"])}
+        for a in variation.get("attributes") or []
+        if a.get("name") and a.get("option") not in (None, "")
+    ]
+    title = " / ".join(o["value"] for o in options) or _text(variation.get("name"))
+    variant: dict[str, Any] = {"variantId": variation_id, "title": title or variation_id}
+    sku = _text(variation.get("sku"))
+    if sku:
+        variant["sku"] = sku
+    variant.update(_prices(variation, currency))
+    image = _first_image(variation)
+    if image:
+        variant["imageUrl"] = image
+    quantity = variation.get("stock_quantity")
+    if variation.get("manage_stock") is True and isinstance(quantity, int):
+        variant["inventoryQuantity"] = quantity
+    variant["inStock"] = variation.get("stock_status") in IN_STOCK
+    if options:
+        variant["options"] = options
+    hints = {} if variation.get("status", "publish") == "publish" else {"disabled": True}
+    return Record(
+        "variant",
+        {"productId": str(parent_id), "variant": variant},
+        modified_at=modified_at,
+        hints=hints,
+    )
+
+
+def _prices(item: dict[str, Any], currency: str | None) -> dict[str, int]:
+    """priceCents from `price` (the current, sale-aware price); compareAtPriceCents from
+    `regular_price` when the item is on sale below it."""
+    out: dict[str, int] = {}
+    price = to_minor_units(item.get("price"), currency)
+    if price is not None:
+        out["priceCents"] = price
+    regular = to_minor_units(item.get("regular_price"), currency)
+    if item.get("on_sale") and regular is not None and price is not None and regular > price:
+        out["compareAtPriceCents"] = regular
+    return out
+
+
+def _first_image(item: dict[str, Any]) -> str | None:
+    images = item.get("images") or []
+    if images and isinstance(images[0], dict):
+        return _text(images[0].get("src"))
+    image = item.get("image")  # the variations endpoint has a single `image`
+    return _text(image.get("src")) if isinstance(image, dict) else None
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+
+
+def _plain_text(value: Any) -> str | None:
+    """Product descriptions are HTML; emails want text."""
+    text = _text(value)
+    if not text:
+        return None
+    return _text(_SPACE.sub(" ", html.unescape(_TAG.sub(" ", text))))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _id(value: Any, what: str) -> str:
+    text = _text(value)
+    if not text or text == "0":
+        raise MappingError(f"missing {what}")
+    return text
+
+
+def _utc(value: Any) -> str | None:
+    """WooCommerce's *_gmt times are UTC without an offset: add the Z."""
+    text = _text(value)
+    if not text:
+        return None
+    return text if text.endswith("Z") or "+" in text[10:] else f"{text}Z"
+
+
+def _strip_prefix(text: str, prefix: str) -> str:
+    return text[len(prefix) :] if text.startswith(prefix) else text

@@ -1,0 +1,44 @@
+"""The Flask application factory (gunicorn loads it through wsgi.py)."""
+
+from __future__ import annotations
+
+from flask import Flask
+from redis import Redis
+
+from relay import health, ingest
+from relay.errors import install_error_handlers
+from relay.event_queue import EventQueue
+from relay.redis_conn import connect
+from relay.registry import Registry, default_registry
+from relay.settings import ConfigError, Settings
+from relay.web_context import WebContext
+
+
+def create_app(
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+    redis: Redis | None = None,
+) -> Flask:
+    registry = registry or default_registry()
+    settings = settings or Settings.from_env(platforms=registry.settings_specs())
+    if redis is None:
+        if not settings.redis_url:
+            raise ConfigError(
+                "RELAY_REDIS_URL: the web server needs the Redis URL "
+                "(`relay run` sets it for its embedded Redis)"
+            )
+        redis = connect(settings.redis_url)
+
+    app = Flask("relay")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["relay"] = WebContext(
+        settings=settings,
+        registry=registry,
+        redis=redis,
+        events=EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds),
+    )
+    install_error_handlers(app)
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(health.bp)
+    return app

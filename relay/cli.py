@@ -1,0 +1,325 @@
+"""The `relay` command. Names and options are public interface (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from redis import Redis, RedisError
+
+from relay.registry import Registry, default_registry
+from relay.settings import ConfigError, Settings
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"relay: {message}", err=True)
+    sys.exit(code)
+
+
+def _load() -> tuple[Settings, Registry]:
+    registry = default_registry()
+    try:
+        return Settings.from_env(platforms=registry.settings_specs()), registry
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+        raise  # unreachable
+
+
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[Redis]:
+    """Redis for a one-off command: RELAY_REDIS_URL, or the embedded Redis of a running
+    `relay run`, or (when none runs) the embedded Redis started just for this command."""
+    from relay.embedded_redis import EmbeddedRedis, running_url
+    from relay.redis_conn import connect
+
+    url = settings.redis_url or running_url(settings.data_dir)
+    if url:
+        yield connect(url, socket_timeout=10)
+        return
+    try:
+        embedded = EmbeddedRedis(settings.data_dir, settings.redis_fsync).start()
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    try:
+        yield connect(embedded.url, socket_timeout=10)
+    finally:
+        embedded.stop()
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@click.group()
+def main() -> None:
+    """Commerce relay: platform webhooks in, Commerce API requests out."""
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+@main.command()
+def run() -> None:
+    """Web server, worker(s) and scheduler, with an embedded Redis when RELAY_REDIS_URL is unset."""
+    from relay.supervisor import Supervisor
+
+    settings, _ = _load()
+    _setup_logging()
+    try:
+        code = Supervisor(settings).run()
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+    sys.exit(code)
+
+
+def _with_redis_url(settings: Settings) -> Settings:
+    """`relay web` and `relay worker` alone use RELAY_REDIS_URL, or the embedded Redis of a
+    `relay run` on the same data directory."""
+    from dataclasses import replace
+
+    from relay.embedded_redis import running_url
+
+    if settings.redis_url:
+        return settings
+    url = running_url(settings.data_dir)
+    if not url:
+        _fail(
+            "configuration error: RELAY_REDIS_URL: unset, and no embedded Redis is running "
+            f"in {settings.data_dir} (start `relay run`, or set RELAY_REDIS_URL)",
+            2,
+        )
+    return replace(settings, redis_url=url)
+
+
+@main.command()
+def web() -> None:
+    """The web server alone (gunicorn)."""
+    from relay.web_server import serve
+
+    settings, _ = _load()
+    try:
+        serve(_with_redis_url(settings))
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", 2)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
+def worker(burst: bool) -> None:
+    """A delivery worker alone (RQ, with the retry scheduler)."""
+    from relay.worker_runner import run_worker
+
+    settings, registry = _load()
+    _setup_logging()
+    run_worker(_with_redis_url(settings), registry, burst=burst)
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: events the relay gave up on."""
+
+
+def _platform_option(f: Any) -> Any:
+    return click.option("--platform", "-p", default=None, help="Only this platform.")(f)
+
+
+@dlq.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--limit", default=50, show_default=True)
+@_platform_option
+def dlq_list(as_json: bool, limit: int, platform: str | None) -> None:
+    """List dead letters, newest first."""
+    from relay.deadletters import DeadLetters
+
+    settings, _ = _load()
+    with _redis(settings) as redis:
+        letters = DeadLetters(redis).list(platform, limit)
+        total = DeadLetters(redis).count(platform)
+    if as_json:
+        click.echo(json.dumps([letter.summary() for letter in letters], indent=2))
+        return
+    if not letters:
+        click.echo("no dead letters")
+        return
+    click.echo(
+        f"{'ID':<28} {'PLATFORM':<14} {'TOPIC':<18} {'REASON':<18} {'TRIES':>5}  "
+        f"{'DEAD AT':<20} ERROR"
+    )
+    for letter in letters:
+        click.echo(
+            f"{letter.id:<28} {letter.platform:<14} {letter.topic:<18} "
+            f"{letter.reason:<18} {letter.attempts:>5}  {_when(letter.dead_at):<20} "
+            f"{letter.error[:80]}"
+        )
+    if total > len(letters):
+        click.echo(f"... {total - len(letters)} more (use --limit)")
+
+
+@dlq.command("show")
+@click.argument("event_id")
+def dlq_show(event_id: str) -> None:
+    """Everything kept for one dead letter (raw event, records, error, API answer)."""
+    from relay.deadletters import DeadLetters
+
+    settings, _ = _load()
+    with _redis(settings) as redis:
+        letter = DeadLetters(redis).get(event_id)
+    if letter is None:
+        _fail(f"no dead letter {event_id!r}")
+    click.echo(
+        letter.to_json()
+        if not sys.stdout.isatty()
+        else json.dumps(json.loads(letter.to_json()), indent=2)
+    )
+
+
+def _select(redis: Redis, ids: tuple[str, ...], all_: bool, platform: str | None) -> list[Any]:
+    from relay.deadletters import DeadLetters
+
+    store = DeadLetters(redis)
+    if ids and all_:
+        _fail("give dead letter ids or --all, not both", 2)
+    if all_:
+        return store.list(platform, limit=None)
+    if not ids:
+        _fail("give dead letter ids, or --all", 2)
+    letters = []
+    for event_id in ids:
+        letter = store.get(event_id)
+        if letter is None:
+            _fail(f"no dead letter {event_id!r}")
+        letters.append(letter)
+    return letters
+
+
+@dlq.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead letter (of --platform).")
+@_platform_option
+def dlq_replay(ids: tuple[str, ...], all_: bool, platform: str | None) -> None:
+    """Map the raw events again with today's code and queue them for delivery."""
+    from relay.deadletters import replay
+    from relay.event_queue import EventQueue
+
+    settings, _ = _load()
+    with _redis(settings) as redis:
+        letters = _select(redis, ids, all_, platform)
+        count = replay(EventQueue(redis, job_timeout=settings.job_timeout_seconds), letters)
+    click.echo(f"replayed {count} dead letter{'s' if count != 1 else ''}")
+
+
+@dlq.command("purge")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead letter (of --platform).")
+@_platform_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation with --all.")
+def dlq_purge(ids: tuple[str, ...], all_: bool, platform: str | None, yes: bool) -> None:
+    """Delete dead letters for good."""
+    from relay.deadletters import DeadLetters
+
+    settings, _ = _load()
+    with _redis(settings) as redis:
+        letters = _select(redis, ids, all_, platform)
+        if all_ and letters and not yes:
+            click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
+        DeadLetters(redis).remove(letters)
+    click.echo(f"purged {len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
+
+
+# --- sandbox, checks, platforms -----------------------------------------------------------
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the full requests as JSON.")
+def sandbox(limit: int, as_json: bool) -> None:
+    """The latest requests the relay would have sent (sandbox mode: no API key)."""
+    from relay.commerce_api import SandboxClient
+
+    settings, _ = _load()
+    with _redis(settings) as redis:
+        records = SandboxClient(redis).latest(limit)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    if not settings.sandbox:
+        click.echo("note: RELAY_COMMERCE_API_KEY is set, so new requests are really sent")
+    if not records:
+        click.echo("no sandbox records")
+    for record in records:
+        body = json.dumps(record.get("body"), separators=(",", ":"))
+        click.echo(
+            f"{_when(record['at'])}  {record['method']:<6} {record['path']:<28} "
+            f"{record.get('entity', ''):<24} {body[:100]}"
+        )
+
+
+@main.command()
+def check() -> None:
+    """Validate configuration, reach Redis and the Commerce API; exit non-zero on a problem."""
+    from relay.commerce_api import CommerceClient
+
+    settings, registry = _load()
+    problems = 0
+    click.echo("configuration  ok")
+    try:
+        with _redis(settings) as redis:
+            redis.ping()
+        where = "RELAY_REDIS_URL" if settings.redis_url else f"embedded, {settings.data_dir}"
+        click.echo(f"redis          ok ({where})")
+    except (RedisError, OSError) as exc:
+        problems += 1
+        click.echo(f"redis          UNREACHABLE: {type(exc).__name__}")
+    if settings.sandbox:
+        click.echo("commerce api   sandbox: RELAY_COMMERCE_API_KEY is unset, nothing is sent")
+    else:
+        outcome = CommerceClient(
+            settings.commerce_api_url, settings.commerce_api_key or "", settings.api_timeout_seconds
+        ).probe()
+        if outcome.ok:
+            click.echo(f"commerce api   ok ({settings.commerce_api_url})")
+        else:
+            problems += 1
+            hint = " (is the API key right?)" if outcome.status in (401, 403) else ""
+            click.echo(f"commerce api   FAILED: {outcome.error}{hint}")
+    for platform in registry:
+        from relay.settings import PlatformSettingsSpec
+
+        variable = PlatformSettingsSpec(platform.name, platform.secret_kind).secret_variable
+        state = "enabled" if settings.secret_for(platform.name) else f"disabled (set {variable})"
+        click.echo(f"platform       {platform.name}: {state}")
+    sys.exit(1 if problems else 0)
+
+
+@main.command()
+def mappers() -> None:
+    """Platforms, their webhook URL, how they authenticate, and whether they are enabled."""
+    settings, registry = _load()
+    for platform in registry:
+        url = f"http://{settings.bind}/webhooks/{platform.name}"
+        if platform.token_in_path:
+            url += "/<token>"
+        enabled = "enabled" if settings.secret_for(platform.name) else "disabled"
+        click.echo(f"{platform.name:<14} {enabled:<9} {url}")
+        click.echo(f"{'':<14} auth: {platform.verifier.description}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""POST /webhooks/<platform>[/<token>]: prove, store, answer. Nothing more on this hot path.
+
+Order of checks: known and enabled platform (404), method (405), size (413), handshake (200),
+authentication (401), content type and shape (415/400), topic (200 ignored), duplicate
+(200 duplicate), stored (202) or Redis down (503). Mapping happens later, in the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+from redis import RedisError
+
+from relay.errors import ApiError
+from relay.events import RawEvent, new_event_id
+from relay.mapping import AuthError, BadRequest, IncomingRequest, Platform
+from relay.web_context import WebContext
+
+bp = Blueprint("ingest", __name__)
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def content_key(topic: str, body: bytes, query: str) -> str:
+    """Dedup key for platforms without a unique delivery id: the same content is the same
+    event (WooCommerce bodies carry date_modified, so a real change is new content)."""
+    digest = hashlib.sha256(topic.encode() + b"\0" + query.encode() + b"\0" + body)
+    return "c:" + digest.hexdigest()
+
+
+def _platform(ctx: WebContext, name: str, token: str | None) -> tuple[Platform, str]:
+    platform = ctx.registry.get(name)
+    if platform is None:
+        raise ApiError(404, "unknown_platform", f"this relay has no platform named {name!r}")
+    secret = ctx.settings.secret_for(platform.name)
+    if secret is None:
+        raise ApiError(404, "platform_disabled", f"{platform.title} is not enabled on this relay")
+    if token is not None and not platform.token_in_path:
+        raise ApiError(
+            404, "not_found", f"{platform.title} webhooks are posted to /webhooks/{name}"
+        )
+    if request.method not in platform.methods:
+        raise ApiError(
+            405,
+            "method_not_allowed",
+            f"{platform.title} webhooks use {', '.join(platform.methods)}",
+            {"Allow": ", ".join(platform.methods)},
+        )
+    return platform, secret
+
+
+@bp.route("/webhooks/<name>", methods=ANY_METHOD)
+@bp.route("/webhooks/<name>/<token>", methods=ANY_METHOD)
+def receive(name: str, token: str | None = None):
+    ctx: WebContext = current_app.extensions["relay"]
+    platform, secret = _platform(ctx, name, token)
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    query = request.query_string.decode("latin-1")
+    incoming = IncomingRequest(
+        method=request.method,
+        headers=request.headers,
+        body=body,
+        query=query,
+        content_type=request.mimetype,
+        path_token=token,
+    )
+    if platform.is_handshake(incoming):
+        return jsonify(status="ok"), 200
+    try:
+        platform.verifier.verify(incoming, secret)
+        intake = platform.describe(incoming)
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from None
+    except BadRequest as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    if intake.topic not in platform.topics:
+        return jsonify(status="ignored", reason=f"topic {intake.topic!r} is not used"), 200
+
+    event = RawEvent(
+        id=new_event_id(),
+        platform=platform.name,
+        topic=intake.topic,
+        received_at=time.time(),
+        body=body,
+        content_type=request.content_type or "",
+        query=query,
+        headers=intake.headers,
+    )
+    dedup_key = intake.delivery_id or content_key(intake.topic, body, query)
+    try:
+        stored = ctx.events.accept(event, dedup_key)
+    except RedisError:
+        current_app.logger.error(
+            "queue unavailable", extra={"platform": platform.name, "topic": intake.topic}
+        )
+        raise ApiError(
+            503,
+            "queue_unavailable",
+            "the relay cannot store events right now; nothing was accepted",
+            {"Retry-After": "30"},
+        ) from None
+    if not stored:
+        return jsonify(status="duplicate"), 200
+    return jsonify(status="accepted", id=event.id), 202

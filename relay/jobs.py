@@ -1,0 +1,26 @@
+"""RQ job entry points. RQ imports these by name ("relay.jobs.process_event").
+
+Each worker process builds its context once (settings, Redis, one keep-alive HTTP session,
+the mapper registry) and reuses it for every job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay.commerce_api import ApiRequest
+from relay.events import RawEvent
+from relay.worker_context import current
+
+
+def process_event(event: dict[str, Any], dedup_mark: str | None = None) -> str:
+    return current().processor.process(RawEvent.from_dict(event), dedup_mark)
+
+
+def deliver_pending(
+    event: dict[str, Any], pending: list[dict[str, Any]], attempt: int, first_attempt_at: float
+) -> str:
+    requests = [ApiRequest.from_dict(r) for r in pending]
+    return current().processor.deliver(
+        RawEvent.from_dict(event), requests, attempt, first_attempt_at
+    )

@@ -1,0 +1,104 @@
+"""Finds platforms: built-in packages under `mappers/` and installed third-party packages.
+
+A built-in platform is a package `mappers/<name>/` whose `__init__` defines `PLATFORM`. A
+third-party package registers `PLATFORM` (or a module that has one) under the entry point
+group `relay.mappers`:
+
+    [project.entry-points."relay.mappers"]
+    shopline = "relay_shopline:PLATFORM"
+
+Nothing else needs to change for a new platform: settings, routes, `relay mappers` and the
+golden fixture test all read this registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Iterator
+from functools import cache
+from importlib.metadata import entry_points
+from types import ModuleType
+
+import mappers
+from relay.mapping import Platform
+from relay.settings import PlatformSettingsSpec
+
+ENTRY_POINT_GROUP = "relay.mappers"
+log = logging.getLogger(__name__)
+
+
+class RegistryError(Exception):
+    pass
+
+
+class Registry:
+    def __init__(self, platforms: dict[str, Platform]):
+        self._platforms = dict(sorted(platforms.items()))
+
+    def get(self, name: str) -> Platform | None:
+        return self._platforms.get(name)
+
+    def __iter__(self) -> Iterator[Platform]:
+        return iter(self._platforms.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._platforms
+
+    def names(self) -> list[str]:
+        return list(self._platforms)
+
+    def settings_specs(self) -> list[PlatformSettingsSpec]:
+        return [
+            PlatformSettingsSpec(
+                name=p.name,
+                secret_kind=p.secret_kind,
+                options=p.options,
+                check_secret=p.check_secret,
+            )
+            for p in self
+        ]
+
+
+def _platform_of(obj: object, where: str) -> Platform:
+    if isinstance(obj, ModuleType):
+        obj = getattr(obj, "PLATFORM", None)
+    if not isinstance(obj, Platform):
+        raise RegistryError(f"{where} does not provide a relay.mapping.Platform")
+    return obj
+
+
+def builtin_platforms() -> dict[str, Platform]:
+    found: dict[str, Platform] = {}
+    for info in pkgutil.iter_modules(mappers.__path__):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(f"mappers.{info.name}")
+        if hasattr(module, "PLATFORM"):
+            platform = _platform_of(module, f"mappers.{info.name}")
+            found[platform.name] = platform
+    return found
+
+
+def installed_platforms() -> dict[str, Platform]:
+    found: dict[str, Platform] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        platform = _platform_of(ep.load(), f"entry point {ep.name!r} ({ep.value})")
+        found[platform.name] = platform
+    return found
+
+
+def discover() -> Registry:
+    platforms = builtin_platforms()
+    for name, platform in installed_platforms().items():
+        if name in platforms:
+            log.warning("installed mapper %r replaces the built-in one", name)
+        platforms[name] = platform
+    return Registry(platforms)
+
+
+@cache
+def default_registry() -> Registry:
+    """The registry of this process (discovery imports every mapper once)."""
+    return discover()

@@ -1,0 +1,233 @@
+"""Configuration from the environment, checked once at start-up.
+
+Every name here is part of the public interface (DESIGN.md section 3). A secret may be given
+directly (`RELAY_X_SECRET=...`) or as a file (`RELAY_X_SECRET_FILE=/run/secrets/x`), which is
+how Docker and Kubernetes hand out secrets. Bad values raise `ConfigError` with one line that
+names the variable and what is wrong; the commands print it and exit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_API_URL = "https://api.sequenzy.com"
+DEFAULT_BIND = "127.0.0.1:8000"
+DEFAULT_DATA_DIR = "./.relay"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong. The message is one line for humans."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Delivery retry schedule: exponential backoff with jitter, capped and bounded.
+
+    The defaults give 15 attempts spread over about 23 hours: 10 s, 20 s, 40 s ... 6 h.
+    """
+
+    max_attempts: int = 15
+    base_seconds: float = 10.0
+    max_delay_seconds: float = 6 * 3600.0
+    jitter: float = 0.2  # each delay is drawn from [d * (1 - jitter), d * (1 + jitter)]
+
+    def nominal_delay(self, attempt: int) -> float:
+        """Delay before attempt `attempt + 1`, without jitter (attempt counts from 1)."""
+        return min(self.base_seconds * 2 ** (attempt - 1), self.max_delay_seconds)
+
+
+@dataclass(frozen=True)
+class Settings:
+    commerce_api_url: str = DEFAULT_API_URL
+    commerce_api_key: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    bind: str = DEFAULT_BIND
+    admin_token: str | None = None
+    sentry_dsn: str | None = None
+    # Platform name -> its secret or token; a platform without one is disabled.
+    platform_secrets: Mapping[str, str] = field(default_factory=dict)
+    # Platform name -> {option: value} for options a mapper declares (e.g. currency).
+    platform_options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    max_body_bytes: int = 2 * 1024 * 1024
+    dedup_window_seconds: int = 24 * 3600
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    api_timeout_seconds: float = 15.0
+    web_workers: int = 2
+    workers: int = 1
+    redis_fsync: str = "always"
+
+    @property
+    def sandbox(self) -> bool:
+        """Without an API key nothing leaves the machine: requests are recorded instead."""
+        return not self.commerce_api_key
+
+    @property
+    def job_timeout_seconds(self) -> int:
+        """Long enough for a few API requests; short enough that a worker killed mid-job is
+        noticed soon (RQ waits this plus 60 s before it calls a job abandoned)."""
+        return int(self.api_timeout_seconds * 4) + 30
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    def secret_for(self, platform: str) -> str | None:
+        return self.platform_secrets.get(platform)
+
+    def options_for(self, platform: str) -> Mapping[str, str]:
+        return self.platform_options.get(platform, {})
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        platforms: Iterable[PlatformSettingsSpec] = (),
+    ) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        secrets: dict[str, str] = {}
+        options: dict[str, dict[str, str]] = {}
+        for spec in platforms:
+            value = env.secret(spec.secret_variable)
+            if value is not None:
+                if spec.check_secret is not None:
+                    problem = spec.check_secret(value)
+                    if problem:
+                        raise ConfigError(f"{spec.secret_variable}: {problem}")
+                secrets[spec.name] = value
+            found = {opt: env.text(var) for opt, var in spec.option_variables.items()}
+            options[spec.name] = {k: v for k, v in found.items() if v is not None}
+        return cls(
+            commerce_api_url=env.url("RELAY_COMMERCE_API_URL", DEFAULT_API_URL),
+            commerce_api_key=env.secret("RELAY_COMMERCE_API_KEY"),
+            redis_url=env.redis_url("RELAY_REDIS_URL"),
+            data_dir=Path(env.text("RELAY_DATA_DIR") or DEFAULT_DATA_DIR),
+            bind=env.bind("RELAY_BIND", DEFAULT_BIND),
+            admin_token=env.secret("RELAY_ADMIN_TOKEN"),
+            sentry_dsn=env.secret("SENTRY_DSN"),
+            platform_secrets=secrets,
+            platform_options=options,
+            max_body_bytes=env.integer("RELAY_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
+            dedup_window_seconds=env.integer("RELAY_DEDUP_WINDOW_SECONDS", 24 * 3600, minimum=1),
+            retry=RetryPolicy(
+                max_attempts=env.integer("RELAY_RETRY_MAX_ATTEMPTS", 15, minimum=1),
+                base_seconds=env.number("RELAY_RETRY_BASE_SECONDS", 10.0, minimum=0.0),
+                max_delay_seconds=env.number("RELAY_RETRY_MAX_DELAY_SECONDS", 6 * 3600.0, 0.0),
+            ),
+            api_timeout_seconds=env.number("RELAY_API_TIMEOUT_SECONDS", 15.0, minimum=0.1),
+            web_workers=env.integer("RELAY_WEB_WORKERS", 2, minimum=1),
+            workers=env.integer("RELAY_WORKERS", 1, minimum=1),
+            redis_fsync=env.choice("RELAY_REDIS_FSYNC", "always", ("always", "everysec", "no")),
+        )
+
+
+@dataclass(frozen=True)
+class PlatformSettingsSpec:
+    """What the settings loader needs to know about one platform (from its mapper)."""
+
+    name: str
+    secret_kind: str = "secret"  # "secret" or "token": RELAY_<NAME>_SECRET or RELAY_<NAME>_TOKEN
+    options: tuple[str, ...] = ()
+    # Returns a description of what is wrong with a secret value, or None when it is fine.
+    check_secret: Callable[[str], str | None] | None = None
+
+    @property
+    def secret_variable(self) -> str:
+        return f"RELAY_{self.env_name}_{self.secret_kind.upper()}"
+
+    @property
+    def env_name(self) -> str:
+        return self.name.upper().replace("-", "_")
+
+    @property
+    def option_variables(self) -> dict[str, str]:
+        return {opt: f"RELAY_{self.env_name}_{opt.upper()}" for opt in self.options}
+
+
+class _Env:
+    """Typed reads of environment variables, each failing with a one-line ConfigError."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def text(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def secret(self, name: str) -> str | None:
+        """`NAME`, or the contents of the file named by `NAME_FILE` (not both)."""
+        direct = self.text(name)
+        file_name = self.text(f"{name}_FILE")
+        if direct is not None and file_name is not None:
+            raise ConfigError(f"{name}: set either {name} or {name}_FILE, not both")
+        if file_name is None:
+            return direct
+        try:
+            value = Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})") from None
+        if not value:
+            raise ConfigError(f"{name}_FILE: {file_name!r} is empty")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+        if not value >= minimum:  # also rejects NaN
+            raise ConfigError(f"{name}: must be at least {minimum:g}, got {raw}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw not in allowed:
+            raise ConfigError(f"{name}: expected one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+
+    def url(self, name: str, default: str) -> str:
+        raw = self.text(name) or default
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{name}: expected an http(s) URL, got {raw!r}")
+        return raw.rstrip("/")
+
+    def redis_url(self, name: str) -> str | None:
+        raw = self.secret(name)  # may carry a password, so it can come from a file too
+        if raw is None:
+            return None
+        if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+            # Do not echo the value: it may contain a password.
+            raise ConfigError(f"{name}: expected a redis://, rediss:// or unix:// URL")
+        return raw
+
+    def bind(self, name: str, default: str) -> str:
+        raw = self.text(name) or default
+        host, sep, port = raw.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: expected HOST:PORT such as 127.0.0.1:8000, got {raw!r}")
+        return raw

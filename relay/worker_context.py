@@ -1,0 +1,61 @@
+"""Everything a worker process needs, built once per process and shared by its jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from relay.commerce_api import Client, CommerceClient, SandboxClient
+from relay.deadletters import DeadLetters
+from relay.event_queue import EventQueue
+from relay.processing import EventProcessor
+from relay.redis_conn import connect
+from relay.registry import Registry, default_registry
+from relay.settings import ConfigError, Settings
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis: Redis
+    registry: Registry
+    processor: EventProcessor
+
+
+def build(
+    settings: Settings, redis: Redis, registry: Registry, client: Client | None = None
+) -> WorkerContext:
+    if client is None:
+        client = (
+            SandboxClient(redis)
+            if settings.sandbox
+            else CommerceClient(
+                settings.commerce_api_url,
+                settings.commerce_api_key or "",
+                settings.api_timeout_seconds,
+            )
+        )
+    events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
+    processor = EventProcessor(settings, registry, client, events, DeadLetters(redis))
+    return WorkerContext(settings, redis, registry, processor)
+
+
+_current: WorkerContext | None = None
+
+
+def install(context: WorkerContext | None) -> None:
+    global _current
+    _current = context
+
+
+def current() -> WorkerContext:
+    """This process's context, built from the environment on first use."""
+    global _current
+    if _current is None:
+        registry = default_registry()
+        settings = Settings.from_env(platforms=registry.settings_specs())
+        if not settings.redis_url:
+            raise ConfigError("RELAY_REDIS_URL: a worker needs the Redis URL")
+        _current = build(settings, connect(settings.redis_url, socket_timeout=5.0), registry)
+    return _current

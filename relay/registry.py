@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import sys
 from collections.abc import Iterator
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 
 import mappers
@@ -102,3 +104,9 @@ def discover() -> Registry:
 def default_registry() -> Registry:
     """The registry of this process (discovery imports every mapper once)."""
     return discover()
+
+
+def package_dir(platform: Platform) -> Path:
+    """The folder of the package that defines the platform's mapper (fixtures/ lives there)."""
+    module = sys.modules[platform.map_event.__module__]
+    return Path(module.__file__ or ".").parent

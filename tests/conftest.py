@@ -1,0 +1,228 @@
+"""Shared fixtures: a real redis-server per test run, a real fake Commerce API, app and
+worker helpers. Nothing here mocks Redis or HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import SimpleWorker
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from relay import worker_context
+from relay.app import create_app
+from relay.commerce_api import CommerceClient
+from relay.embedded_redis import find_redis_server
+from relay.event_queue import make_queue
+from relay.registry import default_registry
+from relay.settings import RetryPolicy, Settings
+from tests.fakeapi import FakeCommerceApi
+
+WOO_SECRET = "test-woo-secret"
+API_KEY = "test-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A real redis-server on a free port, data in a temporary directory."""
+
+    def __init__(self, directory: Path, appendonly: bool = False):
+        self.directory = directory
+        self.port = free_port()
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = [
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        client = Redis.from_url(self.url)
+        wait_until(lambda: _pings(client), timeout=10, what="redis-server to start")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def _pings(client: Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis(redis_server) -> Iterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeCommerceApi]:
+    api = FakeCommerceApi(api_key=API_KEY).start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def settings(redis_server, fake_api, tmp_path) -> Settings:
+    """Live mode against the fake API, fast retries, WooCommerce enabled."""
+    return Settings(
+        commerce_api_url=fake_api.url,
+        commerce_api_key=API_KEY,
+        redis_url=redis_server.url,
+        data_dir=tmp_path / "data",
+        platform_secrets={"woocommerce": WOO_SECRET},
+        max_body_bytes=64 * 1024,
+        retry=RetryPolicy(max_attempts=4, base_seconds=10.0, max_delay_seconds=300.0),
+        api_timeout_seconds=2.0,
+    )
+
+
+@pytest.fixture
+def app(settings, redis):
+    app = create_app(settings, redis=redis)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+# --- signing -----------------------------------------------------------------------------
+
+
+def woo_signature(body: bytes, secret: str = WOO_SECRET) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def woo_headers(body: bytes, topic: str, secret: str = WOO_SECRET, **extra: str) -> dict:
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Signature": woo_signature(body, secret),
+        "X-WC-Webhook-Source": "https://shop.example.com/",
+        "X-WC-Webhook-ID": "7",
+        "X-WC-Webhook-Delivery-ID": hashlib.md5(body).hexdigest(),
+    }
+    headers.update(extra)
+    return headers
+
+
+def as_body(payload: Any) -> bytes:
+    return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+
+# --- running the worker in this process --------------------------------------------------
+
+
+class WorkerHarness:
+    """Runs the real worker code in-process (RQ SimpleWorker, burst mode)."""
+
+    def __init__(self, settings: Settings, redis: Redis, client=None):
+        self.settings = settings
+        self.redis = redis
+        registry = default_registry()
+        self.context = worker_context.build(settings, redis, registry, client=client)
+        self.queue = make_queue(redis)
+
+    def run(self) -> None:
+        """Process everything queued now (not what is scheduled for later)."""
+        worker_context.install(self.context)
+        try:
+            worker = SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer)
+            worker.work(burst=True, logging_level="WARNING")
+        finally:
+            worker_context.install(None)
+
+    def scheduled(self) -> list[tuple[str, float]]:
+        """(job id, seconds from now) of scheduled retries."""
+        registry = ScheduledJobRegistry(queue=self.queue)
+        now = time.time()
+        return [
+            (job_id.decode() if isinstance(job_id, bytes) else job_id, score - now)
+            for job_id, score in self.redis.zrange(registry.key, 0, -1, withscores=True)
+        ]
+
+    def release_scheduled(self) -> int:
+        """Make every scheduled retry due now (as if its time had come) and enqueue it."""
+        registry = ScheduledJobRegistry(queue=self.queue)
+        ids = registry.get_job_ids()
+        for job_id in ids:
+            job = self.queue.fetch_job(job_id)
+            registry.remove(job)
+            self.queue.enqueue_job(job)
+        return len(ids)
+
+
+@pytest.fixture
+def worker(settings, redis) -> WorkerHarness:
+    return WorkerHarness(settings, redis)
+
+
+@pytest.fixture
+def sandbox_worker(settings, redis) -> WorkerHarness:
+    return WorkerHarness(replace(settings, commerce_api_key=None), redis)
+
+
+def live_client(settings: Settings) -> CommerceClient:
+    return CommerceClient(
+        settings.commerce_api_url, settings.commerce_api_key or "", settings.api_timeout_seconds
+    )

@@ -1,0 +1,211 @@
+"""A fake Commerce API: a real HTTP server on loopback that records what it receives and
+fails on command (5xx, 429 with Retry-After, slow answers, 4xx).
+
+    api = FakeCommerceApi().start()
+    api.fail("/api/v1/orders", status=503, times=2)      # the next two order posts fail
+    ...
+    api.wait_for(3)                                       # three requests received
+    api.requests                                          # what arrived, in order
+
+Also runnable alone for manual testing: `python -m tests.fakeapi --port 9100`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SUCCESS = {
+    "/api/v1/orders": (202, {"success": True, "queued": True, "jobId": "job-fake"}),
+    "/api/v1/products": (200, {"success": True, "upserted": 1, "backInStockEventsTriggered": 0}),
+    "/api/v1/checkouts": (200, {"success": True, "eventId": "evt-fake"}),
+    "/api/v1/back-in-stock": (200, {"success": True, "subscriberId": "sub-fake"}),
+    "/api/v1/account": (200, {"success": True, "company": "fake"}),
+}
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Scripted:
+    path_prefix: str | None  # None matches every path
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    delay: float = 0.0
+    record: bool = True  # a failed request is still recorded (the API saw it)
+
+
+class FakeCommerceApi:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None):
+        self.api_key = api_key
+        self.requests: list[Received] = []
+        self._script: deque[Scripted] = deque()
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeCommerceApi:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- scripting ------------------------------------------------------------------------
+
+    def fail(
+        self,
+        path_prefix: str | None = None,
+        status: int = 503,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        delay: float = 0.0,
+    ) -> None:
+        """The next `times` requests matching `path_prefix` get this answer instead."""
+        with self._lock:
+            for _ in range(times):
+                self._script.append(Scripted(path_prefix, status, headers or {}, body, delay))
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._script.clear()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until `count` requests arrived (AssertionError after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"fake API got {len(self.requests)} requests, expected {count}"
+                    )
+                self._arrived.wait(left)
+            return list(self.requests)
+
+    def paths(self) -> list[str]:
+        return [f"{r.method} {r.path}" for r in self.requests]
+
+    # --- serving --------------------------------------------------------------------------
+
+    def _next_answer(self, path: str) -> Scripted | None:
+        with self._lock:
+            for i, scripted in enumerate(self._script):
+                if scripted.path_prefix is None or path.startswith(scripted.path_prefix):
+                    del self._script[i]
+                    return scripted
+        return None
+
+    def _record(self, received: Received) -> None:
+        with self._arrived:
+            self.requests.append(received)
+            self._arrived.notify_all()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                received = Received(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    time.time(),
+                )
+                scripted = api._next_answer(self.path)
+                if scripted is not None and scripted.delay:
+                    time.sleep(scripted.delay)
+                api._record(received)
+                if (
+                    api.api_key is not None
+                    and received.header("authorization") != f"Bearer {api.api_key}"
+                ):
+                    self._answer(
+                        401,
+                        {"success": False, "error": {"code": "UNAUTHORIZED", "message": "bad key"}},
+                    )
+                    return
+                if scripted is not None:
+                    self._answer(scripted.status, scripted.body, scripted.headers)
+                    return
+                if self.command == "DELETE":
+                    self._answer(200, {"success": True})
+                    return
+                status, answer = SUCCESS.get(self.path, (404, {"success": False}))
+                self._answer(status, answer)
+
+            def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None):
+                data = b"" if body is None else json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in (headers or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=9100)
+    args = parser.parse_args()
+    api = FakeCommerceApi(port=args.port).start()
+    print(f"fake Commerce API on {api.url} (Ctrl+C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        api.stop()
+
+
+if __name__ == "__main__":
+    main()

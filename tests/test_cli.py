@@ -1,0 +1,140 @@
+"""The `relay` command: dead letters, sandbox, check, mappers, configuration errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from relay.cli import main
+from relay.commerce_api import SandboxClient
+from relay.deadletters import DeadLetter, DeadLetters
+from relay.event_queue import make_queue
+from relay.events import RawEvent
+from tests.conftest import API_KEY, free_port
+
+
+@pytest.fixture
+def env(redis_server, tmp_path) -> dict:
+    return {
+        "RELAY_REDIS_URL": redis_server.url,
+        "RELAY_DATA_DIR": str(tmp_path / "data"),
+        "RELAY_WOOCOMMERCE_SECRET": "s",
+    }
+
+
+def invoke(env: dict, *args: str):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def letter(event_id: str, platform: str = "woocommerce", dead_at: float = 1700000000.0):
+    event = RawEvent(event_id, platform, "order.created", 1.0, b'{"id": 1}', "application/json")
+    return DeadLetter(
+        id=event_id,
+        platform=platform,
+        topic="order.created",
+        reason="permanent_error",
+        error="HTTP 422: BAD",
+        event=event.to_dict(),
+        attempts=1,
+        dead_at=dead_at,
+    )
+
+
+def test_dlq_list_show_replay_purge(env, redis):
+    store = DeadLetters(redis)
+    store.add(letter("evt-a", dead_at=1))
+    store.add(letter("evt-b", dead_at=2))
+    store.add(letter("evt-c", platform="stickyio", dead_at=3))
+
+    listed = invoke(env, "dlq", "list", "--json")
+    assert listed.exit_code == 0
+    assert [x["id"] for x in json.loads(listed.output)] == ["evt-c", "evt-b", "evt-a"]
+    only_woo = json.loads(invoke(env, "dlq", "list", "--json", "--platform", "woocommerce").output)
+    assert [x["id"] for x in only_woo] == ["evt-b", "evt-a"]
+    table = invoke(env, "dlq", "list").output
+    assert "evt-a" in table and "HTTP 422: BAD" in table
+
+    shown = json.loads(invoke(env, "dlq", "show", "evt-a").output)
+    assert shown["event"]["body"] == '{"id": 1}'
+    assert shown["reason"] == "permanent_error"
+
+    replayed = invoke(env, "dlq", "replay", "evt-a")
+    assert replayed.output.strip() == "replayed 1 dead letter"
+    [job] = make_queue(redis).get_jobs()
+    assert job.args[0]["id"] == "evt-a" and job.args[1] is None  # mapped again, no dedup
+    assert store.get("evt-a") is None
+
+    purged = invoke(env, "dlq", "purge", "--all", "--platform", "stickyio", "--yes")
+    assert purged.output.strip() == "purged 1 dead letter"
+    assert store.ids() == ["evt-b"]
+
+
+def test_dlq_unknown_id_fails(env, redis):
+    result = CliRunner().invoke(main, ["dlq", "show", "nope"], env=env)
+    assert result.exit_code == 1
+    assert "no dead letter 'nope'" in result.output
+
+
+def test_dlq_replay_needs_ids_or_all(env, redis):
+    result = CliRunner().invoke(main, ["dlq", "replay"], env=env)
+    assert result.exit_code == 2
+
+
+def test_sandbox_shows_latest_requests(env, redis):
+    from relay.commerce_api import ApiRequest
+
+    SandboxClient(redis).send(ApiRequest("POST", "/api/v1/orders", {"orderId": "9"}, "order:9"))
+    result = invoke(env, "sandbox")
+    assert "/api/v1/orders" in result.output and "order:9" in result.output
+    as_json = json.loads(invoke(env, "sandbox", "--json").output)
+    assert as_json[0]["body"] == {"orderId": "9"}
+
+
+def test_check_in_sandbox(env, redis):
+    result = invoke(env, "check")
+    assert result.exit_code == 0
+    assert "redis          ok" in result.output
+    assert "sandbox" in result.output
+    assert "woocommerce: enabled" in result.output
+
+
+def test_check_probes_the_api_key(env, redis, fake_api):
+    good = invoke(
+        {**env, "RELAY_COMMERCE_API_URL": fake_api.url, "RELAY_COMMERCE_API_KEY": API_KEY}, "check"
+    )
+    assert good.exit_code == 0, good.output
+    assert fake_api.paths() == ["GET /api/v1/account"]
+    bad = CliRunner().invoke(
+        main,
+        ["check"],
+        env={**env, "RELAY_COMMERCE_API_URL": fake_api.url, "RELAY_COMMERCE_API_KEY": "wrong"},
+    )
+    assert bad.exit_code == 1
+    assert "HTTP 401" in bad.output and "API key" in bad.output
+    assert "wrong" not in bad.output
+
+
+def test_check_reports_unreachable_redis(env):
+    result = CliRunner().invoke(
+        main, ["check"], env={**env, "RELAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    assert result.exit_code == 1
+    assert "UNREACHABLE" in result.output
+
+
+def test_configuration_error_is_one_line_and_exit_2(env):
+    result = CliRunner().invoke(main, ["check"], env={**env, "RELAY_BIND": "nonsense"})
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "relay: configuration error: RELAY_BIND: expected HOST:PORT such as 127.0.0.1:8000, "
+        "got 'nonsense'"
+    ]
+
+
+def test_mappers_lists_platforms(env):
+    result = invoke(env, "mappers")
+    assert "woocommerce" in result.output
+    assert "http://127.0.0.1:8000/webhooks/woocommerce" in result.output
+    assert "enabled" in result.output

@@ -1,0 +1,126 @@
+"""`relay run` as a merchant starts it: real gunicorn, real worker, embedded redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import API_KEY, WOO_SECRET, free_port, wait_until, woo_headers
+
+pytestmark = pytest.mark.e2e
+FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
+
+
+class RelayProcess:
+    def __init__(self, tmp_path: Path, **env: str):
+        self.port = free_port()
+        self.data_dir = tmp_path / "data"
+        self.log = tmp_path / "relay.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+        self.env = {
+            **base,
+            "RELAY_BIND": f"127.0.0.1:{self.port}",
+            "RELAY_DATA_DIR": str(self.data_dir),
+            "RELAY_WOOCOMMERCE_SECRET": WOO_SECRET,
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RelayProcess:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "relay", "run"], env=self.env, stdout=log, stderr=log
+            )
+        wait_until(self._ready, timeout=30, what=f"relay to be ready (log: {self.log})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()
+        try:
+            return requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    def post_woo(self, name: str, topic: str, secret: str = WOO_SECRET) -> requests.Response:
+        body = (FIXTURES / name).read_bytes()
+        return requests.post(
+            f"{self.url}/webhooks/woocommerce",
+            data=body,
+            headers=woo_headers(body, topic, secret=secret),
+            timeout=5,
+        )
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "relay", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+def test_webhooks_reach_the_api_through_relay_run(tmp_path, fake_api):
+    relay = RelayProcess(
+        tmp_path,
+        RELAY_COMMERCE_API_URL=fake_api.url,
+        RELAY_COMMERCE_API_KEY=API_KEY,
+        RELAY_WOOCOMMERCE_CURRENCY="EUR",
+    ).start()
+    try:
+        ping = requests.post(
+            f"{relay.url}/webhooks/woocommerce",
+            data="webhook_id=3",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert ping.status_code == 200
+        assert relay.post_woo("order.processing.guest.json", "order.created").status_code == 202
+        assert relay.post_woo("product.simple.on-sale.json", "product.updated").status_code == 202
+        again = relay.post_woo("order.processing.guest.json", "order.created")
+        assert again.json() == {"status": "duplicate"}
+        forged = relay.post_woo("order.cancelled.json", "order.updated", secret="guess")
+        assert forged.status_code == 401
+
+        received = fake_api.wait_for(2, timeout=20)
+        by_path = {r.path: r for r in received}
+        assert by_path["/api/v1/orders"].body["orderId"] == "1042"
+        assert by_path["/api/v1/orders"].header("authorization") == f"Bearer {API_KEY}"
+        product = by_path["/api/v1/products"].body["products"][0]
+        assert (product["productId"], product["currency"]) == ("41", "EUR")
+    finally:
+        code = relay.stop()
+    assert code == 0, relay.log.read_text()
+    assert len(fake_api.requests) == 2  # the duplicate and the forgery were never sent
+    assert not (relay.data_dir / "redis.url").exists()
+
+
+def test_sandbox_records_survive_a_stop(tmp_path, fake_api):
+    relay = RelayProcess(tmp_path).start()  # no API key: sandbox
+    try:
+        assert relay.post_woo("order.created.wc8.0.2.json", "order.created").status_code == 202
+        wait_until(
+            lambda: "/api/v1/orders" in relay.cli("sandbox").stdout,
+            timeout=20,
+            what="sandbox record",
+        )
+    finally:
+        assert relay.stop() == 0
+    # With the relay stopped, the CLI opens the embedded data itself.
+    records = json.loads(relay.cli("sandbox", "--json").stdout)
+    assert [r["body"]["status"] for r in records] == ["fulfilled", "placed"]  # newest first
+    assert fake_api.requests == []

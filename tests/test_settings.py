@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay.registry import default_registry
+from relay.settings import ConfigError, Settings
+
+SPECS = default_registry().settings_specs()
+
+
+def load(env: dict) -> Settings:
+    return Settings.from_env(env, platforms=SPECS)
+
+
+def test_defaults_are_the_embedded_sandbox():
+    s = load({})
+    assert s.commerce_api_url == "https://api.sequenzy.com"
+    assert s.sandbox and s.embedded_redis
+    assert s.bind == "127.0.0.1:8000"
+    assert s.data_dir == Path("./.relay")
+    assert s.admin_token is None
+    assert s.secret_for("woocommerce") is None  # disabled until a secret is set
+
+
+def test_platform_secret_and_options_follow_the_naming_rule():
+    s = load({"RELAY_WOOCOMMERCE_SECRET": "abc", "RELAY_WOOCOMMERCE_CURRENCY": "EUR"})
+    assert s.secret_for("woocommerce") == "abc"
+    assert s.options_for("woocommerce") == {"currency": "EUR"}
+
+
+def test_secret_from_file(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("sk_live_123\n")
+    s = load({"RELAY_COMMERCE_API_KEY_FILE": str(secret)})
+    assert s.commerce_api_key == "sk_live_123"
+    assert not s.sandbox
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"RELAY_BIND": "8000"}, "RELAY_BIND"),
+        ({"RELAY_BIND": "localhost:99999"}, "RELAY_BIND"),
+        ({"RELAY_COMMERCE_API_URL": "ftp://x"}, "RELAY_COMMERCE_API_URL"),
+        ({"RELAY_REDIS_URL": "http://:hunter2@x"}, "RELAY_REDIS_URL"),
+        ({"RELAY_MAX_BODY_BYTES": "lots"}, "RELAY_MAX_BODY_BYTES"),
+        ({"RELAY_RETRY_MAX_ATTEMPTS": "0"}, "RELAY_RETRY_MAX_ATTEMPTS"),
+        ({"RELAY_REDIS_FSYNC": "sometimes"}, "RELAY_REDIS_FSYNC"),
+        ({"RELAY_COMMERCE_API_KEY_FILE": "/nonexistent/key"}, "RELAY_COMMERCE_API_KEY_FILE"),
+        ({"RELAY_ADMIN_TOKEN": "a", "RELAY_ADMIN_TOKEN_FILE": "/x"}, "RELAY_ADMIN_TOKEN"),
+    ],
+)
+def test_bad_values_name_the_variable_in_one_line(env, names):
+    with pytest.raises(ConfigError) as error:
+        load(env)
+    message = str(error.value)
+    assert message.startswith(names)
+    assert "\n" not in message
+
+
+def test_redis_url_password_is_not_echoed():
+    with pytest.raises(ConfigError) as error:
+        load({"RELAY_REDIS_URL": "http://:hunter2@redis:6379"})
+    assert "hunter2" not in str(error.value)
+
+
+def test_empty_file_secret_is_an_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load({"RELAY_WOOCOMMERCE_SECRET_FILE": str(empty)})

@@ -312,13 +312,18 @@ def check() -> None:
 def mappers() -> None:
     """Platforms, their webhook URL, how they authenticate, and whether they are enabled."""
     settings, registry = _load()
+    base = f"http://{settings.bind}"
     for platform in registry:
-        url = f"http://{settings.bind}/webhooks/{platform.name}"
+        url = f"{base}/webhooks/{platform.name}"
         if platform.token_in_path:
             url += "/<token>"
         enabled = "enabled" if settings.secret_for(platform.name) else "disabled"
         click.echo(f"{platform.name:<14} {enabled:<9} {url}")
         click.echo(f"{'':<14} auth: {platform.verifier.description}")
+        if platform.url_template:
+            # The token itself is never printed: the merchant fills it in.
+            template = platform.url_template.replace("{relay}", base)
+            click.echo(f"{'':<14} paste: {template}")
 
 
 if __name__ == "__main__":

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: Any = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.details = details
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None):
-    response = jsonify({"error": {"code": code, "message": message}})
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: Any = None,
+):
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details  # field errors of a 422
+    response = jsonify({"error": error})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -37,7 +56,7 @@ _HTTP_CODES = {
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

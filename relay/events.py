@@ -37,23 +37,9 @@ class RawEvent:
         return json.loads(self.body)
 
     def fields(self) -> dict[str, Any]:
-        """Postback fields from the query string, a form body or a JSON object body.
-
-        Later sources win: a JSON body's fields override a form body's, which override the
-        query string's. Platforms that post flat key/value data (CheckoutChamp, Sticky.io)
-        read this instead of `json()`.
-        """
-        merged: dict[str, Any] = dict(parse_qsl(self.query, keep_blank_values=True))
-        if self.body:
-            if "json" in self.content_type or self.body.lstrip()[:1] == b"{":
-                data = json.loads(self.body)
-                if not isinstance(data, dict):
-                    raise ValueError("JSON body is not an object")
-                merged.update(data)
-            else:
-                text = self.body.decode("utf-8", errors="replace")
-                merged.update(parse_qsl(text, keep_blank_values=True))
-        return merged
+        """Postback fields from the query string, a form body or a JSON object body (for
+        platforms that post flat key/value data: CheckoutChamp, Sticky.io)."""
+        return parse_fields(self.query, self.body, self.content_type)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -91,3 +77,22 @@ class RawEvent:
             query=data.get("query", ""),
             headers={k.lower(): v for k, v in (data.get("headers") or {}).items()},
         )
+
+
+def parse_fields(query: str, body: bytes, content_type: str) -> dict[str, Any]:
+    """Merge query string, form body and JSON object body into one flat dict.
+
+    Later sources win: a JSON body's fields override a form body's, which override the
+    query string's. Raises ValueError for a JSON body that is malformed or not an object.
+    """
+    merged: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    if not body.strip():
+        return merged
+    if "json" in content_type or body.lstrip()[:1] == b"{":
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("JSON body is not an object")
+        merged.update(data)
+    else:
+        merged.update(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    return merged

@@ -73,9 +73,10 @@ def receive(name: str, token: str | None = None):
     except AuthError as exc:
         raise ApiError(401, exc.code, exc.message) from None
     except BadRequest as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+        raise ApiError(exc.status, exc.code, exc.message, details=exc.details) from None
     if intake.topic not in platform.topics:
-        return jsonify(status="ignored", reason=f"topic {intake.topic!r} is not used"), 200
+        reason = platform.ignored_topics.get(intake.topic, f"topic {intake.topic!r} is not used")
+        return jsonify(status="ignored", reason=reason), 200
 
     event = RawEvent(
         id=new_event_id(),

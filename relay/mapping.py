@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from relay.events import RawEvent
+from relay.events import RawEvent, parse_fields
 
 RecordKind = Literal["product", "product_delete", "variant", "order", "checkout", "back_in_stock"]
 RECORD_KINDS: tuple[str, ...] = (
@@ -99,6 +99,10 @@ class IncomingRequest:
             value = self.headers.get(name.lower())
         return value
 
+    def fields(self) -> dict[str, Any]:
+        """Postback fields (query string, form or JSON body); ValueError when malformed."""
+        return parse_fields(self.query, self.body, self.content_type)
+
 
 @dataclass(frozen=True)
 class Intake:
@@ -112,14 +116,15 @@ class Intake:
 
 
 class BadRequest(Exception):
-    """Raised by an intake function for a request it cannot take (400, or 415 for the wrong
-    content type)."""
+    """Raised by an intake function for a request it cannot take: 400, 415 for the wrong
+    content type, 422 with field errors in `details` for a body that fails validation."""
 
-    def __init__(self, code: str, message: str, status: int = 400):
+    def __init__(self, code: str, message: str, status: int = 400, details: Any = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details
 
 
 class AuthError(Exception):
@@ -172,3 +177,11 @@ class Platform:
     check_secret: Callable[[str], str | None] | None = None
     # Token platforms take the token in the URL path: /webhooks/<name>/<token>.
     token_in_path: bool = False
+    # Topics that are genuine but deliberately unused, with the reason given in the answer
+    # ({"decline": "a declined payment is not an order"}).
+    ignored_topics: Mapping[str, str] = field(default_factory=dict)
+    # What a merchant pastes into the platform, shown by `relay mappers`. `{relay}` is the
+    # relay's base URL and `{token}` the secret token; the platform's own placeholders stay.
+    url_template: str = ""
+    # Headers a real sender adds besides authentication, for `relay send` (topic, body).
+    send_headers: Callable[[str, bytes], dict[str, str]] | None = None

@@ -1,7 +1,8 @@
 """The golden test: every mapper over every fixture beside it.
 
-A platform's `fixtures/` folder holds pairs: `<case>.<ext>` is the body exactly as the
-platform sends it, and `<case>.expected.json` says what it must become:
+A platform's `fixtures/` folder holds pairs: `<case>.<ext>` is what the platform sends, and
+`<case>.expected.json` says what it must become. The extension says how it is sent:
+`.json` a JSON body, `.form` a form-encoded body, `.query` a query string (GET, no body).
 
     {"topic": "order.created",            # required
      "options": {"currency": "EUR"},      # the merchant's mapper options, if any
@@ -41,16 +42,20 @@ def _expected_path(body_path: Path) -> Path:
     return body_path.with_name(body_path.name.rsplit(".", 1)[0] + EXPECTED)
 
 
+CONTENT_TYPES = {".json": "application/json", ".form": "application/x-www-form-urlencoded"}
+
+
 def _event(platform: Platform, body_path: Path, expected: dict) -> RawEvent:
-    default_type = "application/json" if body_path.suffix == ".json" else ""
+    raw = body_path.read_bytes()
+    as_query = body_path.suffix == ".query"
     return RawEvent(
         id="fixture",
         platform=platform.name,
         topic=expected["topic"],
         received_at=0.0,
-        body=body_path.read_bytes(),
-        content_type=expected.get("content_type", default_type),
-        query=expected.get("query", ""),
+        body=b"" if as_query else raw,
+        content_type=expected.get("content_type", CONTENT_TYPES.get(body_path.suffix, "")),
+        query=raw.decode().strip() if as_query else expected.get("query", ""),
         headers={k.lower(): v for k, v in expected.get("headers", {}).items()},
     )
 

@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -324,6 +325,46 @@ def mappers() -> None:
             # The token itself is never printed: the merchant fills it in.
             template = platform.url_template.replace("{relay}", base)
             click.echo(f"{'':<14} paste: {template}")
+
+
+@main.command()
+@click.argument("platform_name", metavar="PLATFORM")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="The relay's base URL (default: http://RELAY_BIND).")
+@click.option("--topic", default=None, help="Event topic, when the platform sends one.")
+def send(platform_name: str, file: Path, url: str | None, topic: str | None) -> None:
+    """Sign FILE as PLATFORM would and post it to a running relay (like "send test")."""
+    import requests
+
+    from relay.sender import SendError, build_request
+
+    settings, registry = _load()
+    platform = registry.get(platform_name)
+    if platform is None:
+        _fail(f"no platform named {platform_name!r} (see `relay mappers`)", 2)
+    secret = settings.secret_for(platform.name)
+    if not secret:
+        from relay.settings import PlatformSettingsSpec
+
+        variable = PlatformSettingsSpec(platform.name, platform.secret_kind).secret_variable
+        _fail(f"set {variable} to sign as {platform.title}", 2)
+    try:
+        outgoing = build_request(platform, secret, file, topic)
+    except SendError as exc:
+        _fail(str(exc), 2)
+    base = (url or f"http://{settings.bind}").rstrip("/")
+    try:
+        response = requests.request(
+            outgoing.method,
+            base + outgoing.path,
+            data=outgoing.body,
+            headers=outgoing.headers,
+            timeout=30,
+        )
+    except requests.RequestException as exc:
+        _fail(f"could not reach {base}: {type(exc).__name__}")
+    click.echo(f"{response.status_code} {response.text.strip()}")
+    sys.exit(0 if response.ok else 1)
 
 
 if __name__ == "__main__":

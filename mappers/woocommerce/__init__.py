@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 
 from mappers.woocommerce.mapper import map_event
 from relay.mapping import BadRequest, IncomingRequest, Intake, Platform
@@ -56,6 +57,20 @@ def describe(request: IncomingRequest) -> Intake:
     return Intake(topic=topic.strip().lower(), delivery_id=None, headers=headers)
 
 
+def send_headers(topic: str, body: bytes) -> dict[str, str]:
+    """What WooCommerce adds to a delivery besides the signature (for `relay send`)."""
+    resource, _, event = topic.partition(".")
+    return {
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Resource": resource,
+        "X-WC-Webhook-Event": event,
+        "X-WC-Webhook-Source": "https://relay-send.invalid/",
+        "X-WC-Webhook-ID": "0",
+        "X-WC-Webhook-Delivery-ID": secrets.token_hex(16),
+        "User-Agent": "WooCommerce/relay-send Hookshot",
+    }
+
+
 PLATFORM = Platform(
     name="woocommerce",
     title="WooCommerce",
@@ -67,4 +82,5 @@ PLATFORM = Platform(
     options=("currency",),
     methods=("POST",),
     is_handshake=is_ping,
+    send_headers=send_headers,
 )

@@ -11,9 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.fixtures import CONTENT_TYPES, expected_path
 from relay.mapping import Platform
-
-CONTENT_TYPES = {".json": "application/json", ".form": "application/x-www-form-urlencoded"}
 
 
 class SendError(Exception):
@@ -29,7 +28,7 @@ class OutgoingRequest:
 
 
 def topic_beside(file: Path) -> str | None:
-    expected = file.with_name(file.name.rsplit(".", 1)[0] + ".expected.json")
+    expected = expected_path(file)
     if not expected.exists():
         return None
     return json.loads(expected.read_text()).get("topic")

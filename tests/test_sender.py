@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from relay.app import create_app
-from relay.registry import default_registry, package_dir
+from relay.fixtures import body_files
+from relay.registry import default_registry
 from relay.sender import SendError, build_request
-
-EXPECTED = ".expected.json"
 
 
 def secret_for(platform) -> str:
@@ -24,9 +23,8 @@ def secret_for(platform) -> str:
 
 def fixture_files():
     for platform in default_registry():
-        for path in sorted((package_dir(platform) / "fixtures").glob("*")):
-            if not path.name.endswith(EXPECTED):
-                yield pytest.param(platform, path, id=f"{platform.name}/{path.name}")
+        for path in body_files(platform):
+            yield pytest.param(platform, path, id=f"{platform.name}/{path.name}")
 
 
 @pytest.fixture
@@ -38,8 +36,9 @@ def client(settings, redis):
 @pytest.mark.parametrize(("platform", "path"), list(fixture_files()))
 def test_every_fixture_sent_as_its_platform_is_accepted(client, platform, path: Path):
     outgoing = build_request(platform, secret_for(platform), path, topic=None)
-    response = client.open(outgoing.path, method=outgoing.method, headers=outgoing.headers,
-                           data=outgoing.body)
+    response = client.open(
+        outgoing.path, method=outgoing.method, headers=outgoing.headers, data=outgoing.body
+    )
     assert response.status_code in (200, 202), response.get_json()
     assert response.get_json()["status"] in ("accepted", "ignored", "duplicate")
 

@@ -31,14 +31,30 @@ class ApiRequest:
     method: str
     path: str  # e.g. /api/v1/orders
     body: dict[str, Any] | None = None
-    entity: str = ""  # what it is about, for logs and entity rules: "order:123"
+    entity: str = ""  # what it is about, for logs: "order:123"
+    guard: dict[str, Any] | None = None  # the entity rule checked before each attempt
+    key: str = ""  # Idempotency-Key: the same for every attempt of this request
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "path": self.path, "body": self.body, "entity": self.entity}
+        return {
+            "method": self.method,
+            "path": self.path,
+            "body": self.body,
+            "entity": self.entity,
+            "guard": self.guard,
+            "key": self.key,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ApiRequest:
-        return cls(data["method"], data["path"], data.get("body"), data.get("entity", ""))
+        return cls(
+            data["method"],
+            data["path"],
+            data.get("body"),
+            data.get("entity", ""),
+            data.get("guard"),
+            data.get("key", ""),
+        )
 
 
 def product_path(product_id: str) -> str:
@@ -137,7 +153,13 @@ class CommerceClient:
     def send(self, request: ApiRequest, event_id: str = "") -> Outcome:
         url = self.base_url + request.path
         data = None if request.body is None else json.dumps(request.body, separators=(",", ":"))
-        headers = {"X-Relay-Event-Id": event_id} if event_id else None
+        headers = {}
+        if event_id:
+            headers["X-Relay-Event-Id"] = event_id
+        if request.key:
+            # The API does not document idempotency keys; sending one costs nothing and lets
+            # an API (or a proxy) that honours them drop a repeat after a worker crash.
+            headers["Idempotency-Key"] = request.key
         started = time.monotonic()
         try:
             response = self.session.request(

@@ -24,6 +24,7 @@ from relay.events import RawEvent
 QUEUE_NAME = "relay"
 PROCESS_EVENT = "relay.jobs.process_event"
 DELIVER_PENDING = "relay.jobs.deliver_pending"
+FLUSH_PRODUCTS = "relay.jobs.flush_products"
 # A worker killed mid-job (SIGKILL, OOM) leaves its job "started"; RQ's maintenance notices
 # and re-runs it this many times. Failures the relay understands never get here: they are
 # retried on the relay's own schedule or dead-lettered.
@@ -88,7 +89,7 @@ class EventQueue:
         A caller's `pipe` must already be in MULTI mode (`pipe.multi()`)."""
         self.queue.enqueue_call(
             PROCESS_EVENT,
-            args=(event.to_dict(), None),
+            args=(event.to_dict(), None, True),
             pipeline=pipe,
             **self._job_options(f"{event.id}-replay", event),
         )
@@ -110,6 +111,32 @@ class EventQueue:
             args=(event.to_dict(), list(pending), attempt, first_attempt_at),
             status=JobStatus.SCHEDULED,
             **self._job_options(f"{event.id}-attempt{attempt}", event),
+        )
+        self.queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=delay_seconds))
+
+    def enqueue_flush(
+        self,
+        batch_id: str,
+        attempt: int = 1,
+        first_attempt_at: float | None = None,
+        at_front: bool = False,
+        delay_seconds: float | None = None,
+    ) -> None:
+        """Queue a product flush: now (at the front, it is due) or after a delay."""
+        options = {
+            "job_id": f"flush-{batch_id}-{attempt}",
+            "description": f"product batch {batch_id} attempt {attempt}",
+            "timeout": self.job_timeout,
+            "result_ttl": 0,
+            "ttl": None,
+            "retry": ABANDONED_JOB_RETRIES,
+        }
+        args = (batch_id, attempt, first_attempt_at)
+        if delay_seconds is None:
+            self.queue.enqueue_call(FLUSH_PRODUCTS, args=args, at_front=at_front, **options)
+            return
+        job = self.queue.create_job(
+            FLUSH_PRODUCTS, args=args, status=JobStatus.SCHEDULED, **options
         )
         self.queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=delay_seconds))
 

@@ -13,8 +13,10 @@ from relay.events import RawEvent
 from relay.worker_context import current
 
 
-def process_event(event: dict[str, Any], dedup_mark: str | None = None) -> str:
-    return current().processor.process(RawEvent.from_dict(event), dedup_mark)
+def process_event(
+    event: dict[str, Any], dedup_mark: str | None = None, replay: bool = False
+) -> str:
+    return current().processor.process(RawEvent.from_dict(event), dedup_mark, replay)
 
 
 def deliver_pending(
@@ -24,3 +26,7 @@ def deliver_pending(
     return current().processor.deliver(
         RawEvent.from_dict(event), requests, attempt, first_attempt_at
     )
+
+
+def flush_products(batch_id: str, attempt: int = 1, first_attempt_at: float | None = None) -> str:
+    return current().processor.flush_products(batch_id, attempt, first_attempt_at)

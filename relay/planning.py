@@ -1,46 +1,157 @@
-"""From normalized records to Commerce API requests: the worker's entity rules live here.
+"""From normalized records to what the API must receive: requests with their guards, and
+product writes for the batching outbox.
 
-`plan()` is the one place that decides what a record means for the API. Today it is a direct
-translation; the relay's memory across events (order lifecycle, last write wins, no-op
-suppression, variant lists, product batching) belongs in this module's `Planner`, which is
-given Redis for that purpose.
+Planning runs once per event (again on replay). Each request carries a `Guard`
+(relay/entity_rules.py) that is checked just before every send attempt; this module decides
+only what an event *could* send:
+- orders, checkouts, back-in-stock requests: one request each, guarded by their rule;
+- products: through the variant memory (relay/variants.py) into the product outbox
+  (relay/product_outbox.py); a variant alone is held until its product's list is complete;
+- product deletes: through the outbox too, so a delete and an upsert of one product keep
+  their order; a deleted variation updates its parent's list instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from relay.commerce_api import ApiRequest, product_path
+from relay.commerce_api import ApiRequest
+from relay.entity_rules import Guard, epoch, fingerprint
+from relay.entity_state import EntityStore
+from relay.events import RawEvent
 from relay.mapping import Record
+from relay.product_outbox import ProductWrite
+from relay.variants import VariantMemory
 
 
-def request_for(record: Record) -> ApiRequest | None:
-    """The request that carries one record, or None for records that are never sent alone."""
-    data = record.data
-    if record.kind == "product":
-        return ApiRequest(
-            "POST", "/api/v1/products", {"products": [data]}, f"product:{data['productId']}"
-        )
-    if record.kind == "product_delete":
-        return ApiRequest(
-            "DELETE", product_path(data["productId"]), None, f"product:{data['productId']}"
-        )
+@dataclass
+class Plan:
+    requests: list[ApiRequest] = field(default_factory=list)
+    products: list[ProductWrite] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # what waits for more information, why
+
+
+def request_for(record: Record, key: str) -> ApiRequest:
+    """The guarded request that carries an order, checkout or back-in-stock record."""
+    data, modified = record.data, epoch(record.modified_at)
     if record.kind == "order":
-        return ApiRequest("POST", "/api/v1/orders", data, f"order:{data['orderId']}")
+        guard = Guard(
+            entity=f"order:{data['orderId']}",
+            rule="order",
+            modified=modified,
+            status=data.get("status", "placed"),
+            refund=data.get("refundAmountCents"),
+            never_paid=bool(record.hints.get("neverPaid")),
+        )
+        return ApiRequest("POST", "/api/v1/orders", data, guard.entity, guard.to_dict(), key)
     if record.kind == "checkout":
-        return ApiRequest("POST", "/api/v1/checkouts", data, f"checkout:{data['checkoutId']}")
+        guard = Guard(
+            entity=f"checkout:{data['checkoutId']}",
+            rule="checkout",
+            modified=modified,
+            fingerprint=fingerprint(data),
+        )
+        return ApiRequest("POST", "/api/v1/checkouts", data, guard.entity, guard.to_dict(), key)
     if record.kind == "back_in_stock":
+        who = [data["productId"], data.get("variantId") or "", data["customer"]["email"].lower()]
+        guard = Guard(entity=f"once:{fingerprint(who)}", rule="once")
         return ApiRequest(
             "POST",
             "/api/v1/back-in-stock",
             data,
-            f"back_in_stock:{data['productId']}:{data.get('variantId') or ''}",
+            f"back_in_stock:{data['productId']}",
+            guard.to_dict(),
+            key,
         )
-    # "variant": sending one variant would replace the product's whole variant list at the
-    # API, deleting its siblings. It is held until the relay knows the complete list.
-    return None
+    raise ValueError(f"{record.kind} records are not sent as single requests")
+
+
+def product_write(
+    product_id: str, payload: dict[str, Any] | None, modified: float | None, event: RawEvent
+) -> ProductWrite:
+    if payload is None:
+        guard = Guard(entity=f"product:{product_id}", rule="delete")
+        return ProductWrite(product_id, "delete", None, guard.to_dict(), event.to_dict())
+    guard = Guard(
+        entity=f"product:{product_id}",
+        rule="product",
+        modified=modified,
+        fingerprint=fingerprint(payload),
+    )
+    return ProductWrite(product_id, "upsert", payload, guard.to_dict(), event.to_dict(), modified)
 
 
 class Planner:
-    def plan(self, platform: str, records: Sequence[Record]) -> list[ApiRequest]:
-        return [r for r in (request_for(record) for record in records) if r is not None]
+    def __init__(self, store: EntityStore, variants: VariantMemory):
+        self.store = store
+        self.variants = variants
+
+    def plan(self, event: RawEvent, records: Sequence[Record], key_prefix: str = "") -> Plan:
+        plan = Plan()
+        prefix = key_prefix or event.id
+        for index, record in enumerate(records):
+            if record.kind in ("order", "checkout", "back_in_stock"):
+                plan.requests.append(request_for(record, f"{prefix}.{index}"))
+            elif record.kind == "product":
+                self._product(plan, record, event)
+            elif record.kind == "variant":
+                self._variant(plan, record, event)
+            elif record.kind == "product_delete":
+                self._delete(plan, record.data["productId"], event)
+        return plan
+
+    def _product(self, plan: Plan, record: Record, event: RawEvent) -> None:
+        data, modified = record.data, epoch(record.modified_at)
+        product_id = data["productId"]
+        variant_ids = record.hints.get("variantIds")
+        with self.store.lock(f"product:{product_id}"):
+            if variant_ids is None:
+                if self.variants.has_variants(product_id):
+                    # It was a variable product: clear the variants the API still holds.
+                    self.variants.forget_product(product_id)
+                    data = {**data, "variants": []}
+                plan.products.append(product_write(product_id, data, modified, event))
+                return
+            if not self.variants.remember_product(product_id, data, modified, variant_ids):
+                plan.held.append(f"product {product_id}: an update newer than this one is known")
+                return
+            composed = self.variants.compose(product_id)
+            assert composed is not None  # just remembered
+            plan.products.append(
+                product_write(product_id, composed.payload, composed.modified, event)
+            )
+
+    def _variant(self, plan: Plan, record: Record, event: RawEvent) -> None:
+        product_id, variant = record.data["productId"], record.data["variant"]
+        with self.store.lock(f"product:{product_id}"):
+            fresh = self.variants.remember_variant(
+                product_id, variant, epoch(record.modified_at), bool(record.hints.get("disabled"))
+            )
+            composed = self.variants.compose(product_id) if fresh else None
+            if composed is not None and composed.complete:
+                plan.products.append(
+                    product_write(product_id, composed.payload, composed.modified, event)
+                )
+            else:
+                # Sending one variant would replace the product's whole list at the API.
+                plan.held.append(
+                    f"variant {variant['variantId']} of product {product_id}: held until the "
+                    "product's variant list is known in full"
+                )
+
+    def _delete(self, plan: Plan, product_id: str, event: RawEvent) -> None:
+        parent = self.variants.parent_of(product_id)
+        if parent is not None:  # a deleted variation: its parent's list shrinks
+            with self.store.lock(f"product:{parent}"):
+                self.variants.forget_variant(parent, product_id)
+                composed = self.variants.compose(parent)
+                if composed is not None and composed.complete:
+                    plan.products.append(
+                        product_write(parent, composed.payload, composed.modified, event)
+                    )
+            return
+        with self.store.lock(f"product:{product_id}"):
+            self.variants.forget_product(product_id)
+            plan.products.append(product_write(product_id, None, None, event))

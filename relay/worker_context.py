@@ -8,11 +8,15 @@ from redis import Redis
 
 from relay.commerce_api import Client, CommerceClient, SandboxClient
 from relay.deadletters import DeadLetters
+from relay.entity_state import EntityStore
 from relay.event_queue import EventQueue
+from relay.planning import Planner
 from relay.processing import EventProcessor
+from relay.product_outbox import ProductOutbox
 from relay.redis_conn import connect
 from relay.registry import Registry, default_registry
 from relay.settings import ConfigError, Settings
+from relay.variants import VariantMemory
 
 
 @dataclass
@@ -37,7 +41,17 @@ def build(
             )
         )
     events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
-    processor = EventProcessor(settings, registry, client, events, DeadLetters(redis))
+    store = EntityStore(redis, lock_ttl_seconds=settings.job_timeout_seconds)
+    processor = EventProcessor(
+        settings,
+        registry,
+        client,
+        events,
+        DeadLetters(redis),
+        store,
+        Planner(store, VariantMemory(redis)),
+        ProductOutbox(redis),
+    )
     return WorkerContext(settings, redis, registry, processor)
 
 

@@ -95,12 +95,15 @@ def map_order(order: dict[str, Any]) -> list[Record]:
         events = (*events, "refunded")
 
     modified_at = _utc(order.get("date_modified_gmt"))
+    # An unpaid order that is cancelled (stock hold timed out) was never an order: the
+    # worker drops its cancellation unless the relay announced it (on-hold, for example).
+    hints = {"neverPaid": True} if status == "cancelled" and not order.get("date_paid_gmt") else {}
     records = []
     for lifecycle_status in events:
         data = {**base, "status": lifecycle_status}
         if lifecycle_status == "refunded":
             data["refundAmountCents"] = to_minor_units(refunded, currency)
-        records.append(Record("order", data, modified_at=modified_at))
+        records.append(Record("order", data, modified_at=modified_at, hints=hints))
     return records
 
 

@@ -1,0 +1,161 @@
+"""The relay's rules for one entity, as pure decisions: given what the API has already been
+sent for an order, product, checkout or back-in-stock request, should this request go?
+
+    order     placed exactly once, and before fulfilled, cancelled or refunded; never
+              backwards (placed < fulfilled < cancelled); a refund only when the cumulative
+              refunded amount grows
+    product   last write wins by the platform's modified time; an unchanged payload is not
+              sent again
+    checkout  one per checkoutId and content; never once the same id is an announced order
+    once      back-in-stock requests: one per product, variant and email
+
+The rules run just before each send, on every attempt, under the entity's lock, so a retry
+of an older event cannot overwrite a newer one that was delivered meanwhile. State is a flat
+dict of strings (a Redis hash); `delivered()` says what to write after a 2xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+ORDER_STAGES = {"placed": 1, "fulfilled": 2, "cancelled": 3}
+EMPTY: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What the rules need to know about one request, decided when it is planned."""
+
+    entity: str  # "order:1042", "product:41", "checkout:1046", "once:<digest>"
+    rule: str  # order | product | delete | checkout | once
+    modified: float | None = None  # the platform's modified time, epoch seconds
+    status: str | None = None  # order lifecycle status
+    refund: int | None = None  # cumulative refunded amount, minor units
+    fingerprint: str | None = None  # digest of the payload
+    never_paid: bool = False  # a cancelled order that was never paid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, False)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Guard:
+        return cls(**data)
+
+    @property
+    def related(self) -> str | None:
+        """Another entity whose state the rule reads: a checkout looks at its order."""
+        if self.rule == "checkout":
+            return "order:" + self.entity.split(":", 1)[1]
+        return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    send: bool
+    reason: str = ""  # why not, for the logs
+    announce_first: bool = False  # the order must be announced `placed` before this request
+
+
+def fingerprint(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def epoch(modified_at: str | None) -> float | None:
+    """ISO 8601 (with Z or an offset) to epoch seconds; None when absent or unreadable."""
+    if not modified_at:
+        return None
+    try:
+        return datetime.fromisoformat(modified_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _older(guard: Guard, state: dict[str, str]) -> bool:
+    return (
+        guard.modified is not None
+        and "modified" in state
+        and (guard.modified < float(state["modified"]))
+    )
+
+
+def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY) -> Decision:
+    if guard.rule == "delete":
+        return Decision(True)
+    if _older(guard, state):
+        return Decision(False, "older than what was already sent")
+    if guard.rule == "order":
+        return _decide_order(guard, state)
+    if guard.rule == "checkout":
+        if related.get("placed") == "1":
+            return Decision(False, "the checkout is already an order")
+        if state.get("fingerprint") == guard.fingerprint:
+            return Decision(False, "checkout unchanged")
+        return Decision(True)
+    if guard.rule == "product":
+        if state.get("fingerprint") == guard.fingerprint:
+            return Decision(False, "product unchanged")
+        return Decision(True)
+    if guard.rule == "once":
+        return Decision(False, "already sent") if state.get("sent") else Decision(True)
+    raise ValueError(f"unknown rule {guard.rule!r}")
+
+
+def _decide_order(guard: Guard, state: dict[str, str]) -> Decision:
+    status = guard.status or "placed"
+    announced = state.get("placed") == "1"
+    if status == "placed":
+        return Decision(False, "already placed") if announced else Decision(True)
+    if status == "refunded":
+        if guard.refund is None:  # the platform did not say how much: announce it once
+            if "refunded" in state or state.get("refund_announced"):
+                return Decision(False, "refund already announced")
+        elif guard.refund <= int(state.get("refunded", 0)):
+            return Decision(False, "refunded amount did not grow")
+        return Decision(True, announce_first=not announced)
+    stage = int(state.get("stage", 0))
+    if ORDER_STAGES[status] <= stage:
+        return Decision(False, f"order already {_stage_name(stage)}")
+    if not announced and status == "cancelled" and guard.never_paid:
+        return Decision(False, "cancelled before it was ever placed")
+    return Decision(True, announce_first=not announced)
+
+
+def _stage_name(stage: int) -> str:
+    return next(name for name, rank in ORDER_STAGES.items() if rank == stage)
+
+
+def delivered(guard: Guard, state: dict[str, str]) -> dict[str, str]:
+    """Fields to write once the request got a 2xx."""
+    fields: dict[str, str] = {}
+    if guard.modified is not None:
+        fields["modified"] = repr(max(guard.modified, float(state.get("modified", "-inf"))))
+    if guard.rule == "order":
+        status = guard.status or "placed"
+        fields["placed"] = "1"
+        if status == "refunded" and guard.refund is None:
+            fields["refund_announced"] = "1"
+        elif status == "refunded":
+            fields["refunded"] = str(max(guard.refund or 0, int(state.get("refunded", 0))))
+        else:
+            stage = max(ORDER_STAGES[status], int(state.get("stage", 0)))
+            fields["stage"] = str(stage)
+    elif guard.rule in ("product", "checkout"):
+        fields["fingerprint"] = guard.fingerprint or ""
+    elif guard.rule == "once":
+        fields["sent"] = "1"
+    elif guard.rule == "delete":
+        fields["fingerprint"] = ""  # gone: a restored product is sent again in full
+    return fields
+
+
+def skipped(guard: Guard, decision: Decision, state: dict[str, str]) -> dict[str, str]:
+    """Fields to write when a request is not sent because the API already has its content:
+    its snapshot is then the newest applied one."""
+    if decision.reason in ("product unchanged", "checkout unchanged") and guard.modified:
+        return {"modified": repr(max(guard.modified, float(state.get("modified", "-inf"))))}
+    return {}

@@ -321,10 +321,9 @@ def mappers() -> None:
         enabled = "enabled" if settings.secret_for(platform.name) else "disabled"
         click.echo(f"{platform.name:<14} {enabled:<9} {url}")
         click.echo(f"{'':<14} auth: {platform.verifier.description}")
-        if platform.url_template:
-            # The token itself is never printed: the merchant fills it in.
-            template = platform.url_template.replace("{relay}", base)
-            click.echo(f"{'':<14} paste: {template}")
+        # The token itself is never printed: the merchant fills it in.
+        for template in platform.url_template.splitlines():
+            click.echo(f"{'':<14} paste: {template.replace('{relay}', base)}")
 
 
 @main.command()

@@ -180,8 +180,9 @@ class Platform:
     # Topics that are genuine but deliberately unused, with the reason given in the answer
     # ({"decline": "a declined payment is not an order"}).
     ignored_topics: Mapping[str, str] = field(default_factory=dict)
-    # What a merchant pastes into the platform, shown by `relay mappers`. `{relay}` is the
-    # relay's base URL and `{token}` the secret token; the platform's own placeholders stay.
+    # What a merchant pastes into the platform, shown by `relay mappers`, one URL per line.
+    # `{relay}` is the relay's base URL and `{token}` the secret token; the platform's own
+    # placeholders stay.
     url_template: str = ""
     # Headers a real sender adds besides authentication, for `relay send` (topic, body).
     send_headers: Callable[[str, bytes], dict[str, str]] | None = None

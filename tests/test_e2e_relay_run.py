@@ -16,6 +16,7 @@ import requests
 from relay.fixtures import fixtures
 from relay.mapping import Record
 from relay.registry import default_registry
+from relay.verifiers import StandardWebhooksSignature
 from tests.conftest import API_KEY, WOO_SECRET, free_port, wait_until, woo_headers
 from tests.fakeapi import FakeCommerceApi
 
@@ -135,7 +136,7 @@ def test_sandbox_records_survive_a_stop(tmp_path, fake_api):
 
 
 def platform_secret(platform) -> str:
-    if platform.check_secret is not None:  # Standard Webhooks wants a whsec_ secret
+    if isinstance(platform.verifier, StandardWebhooksSignature):  # wants a whsec_ secret
         return "whsec_" + base64.b64encode(b"e2e-secret-for-standard-webhooks").decode()
     return f"e2e-{platform.name}-secret"
 

@@ -13,10 +13,11 @@ from relay.app import create_app
 from relay.fixtures import body_files
 from relay.registry import default_registry
 from relay.sender import SendError, build_request
+from relay.verifiers import StandardWebhooksSignature
 
 
 def secret_for(platform) -> str:
-    if platform.check_secret is not None:  # Standard Webhooks
+    if isinstance(platform.verifier, StandardWebhooksSignature):  # wants a whsec_ secret
         return "whsec_" + base64.b64encode(b"sender-test-secret-of-32-bytes!!").decode()
     return f"{platform.name}-test-secret"
 

@@ -17,6 +17,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,10 +47,10 @@ class Received:
 class Scripted:
     path_prefix: str | None  # None matches every path
     status: int
+    match: Callable[[Any], bool] | None = None  # on the request body, when given
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     delay: float = 0.0
-    record: bool = True  # a failed request is still recorded (the API saw it)
 
 
 class FakeCommerceApi:
@@ -89,11 +90,15 @@ class FakeCommerceApi:
         headers: dict[str, str] | None = None,
         body: Any = None,
         delay: float = 0.0,
+        match: Callable[[Any], bool] | None = None,
     ) -> None:
-        """The next `times` requests matching `path_prefix` get this answer instead."""
+        """The next `times` requests matching `path_prefix` (and `match`, a test on the
+        request body) get this answer instead."""
         with self._lock:
             for _ in range(times):
-                self._script.append(Scripted(path_prefix, status, headers or {}, body, delay))
+                self._script.append(
+                    Scripted(path_prefix, status, match, headers or {}, body, delay)
+                )
 
     def reset(self) -> None:
         with self._lock:
@@ -118,12 +123,15 @@ class FakeCommerceApi:
 
     # --- serving --------------------------------------------------------------------------
 
-    def _next_answer(self, path: str) -> Scripted | None:
+    def _next_answer(self, path: str, body: Any) -> Scripted | None:
         with self._lock:
             for i, scripted in enumerate(self._script):
-                if scripted.path_prefix is None or path.startswith(scripted.path_prefix):
-                    del self._script[i]
-                    return scripted
+                if scripted.path_prefix is not None and not path.startswith(scripted.path_prefix):
+                    continue
+                if scripted.match is not None and not scripted.match(body):
+                    continue
+                del self._script[i]
+                return scripted
         return None
 
     def _record(self, received: Received) -> None:
@@ -154,7 +162,7 @@ class FakeCommerceApi:
                     body,
                     time.time(),
                 )
-                scripted = api._next_answer(self.path)
+                scripted = api._next_answer(self.path, body)
                 if scripted is not None and scripted.delay:
                     time.sleep(scripted.delay)
                 api._record(received)

@@ -53,12 +53,23 @@ def test_completed_order_sends_placed_then_fulfilled(redis, settings, fake_api, 
     assert [body["status"] for body in order_posts(fake_api)] == ["placed", "fulfilled"]
 
 
-def test_product_upsert_and_delete(redis, settings, fake_api, worker):
+def test_product_upsert_then_delete(redis, settings, fake_api, worker):
     enqueue(redis, woo_event("product.simple.on-sale.json", "product.updated"), settings)
+    worker.run()
     enqueue(redis, woo_event("product.deleted.json", "product.deleted"), settings)
     worker.run()
     assert fake_api.paths() == ["POST /api/v1/products", "DELETE /api/v1/products/41"]
     assert fake_api.requests[0].body["products"][0]["productId"] == "41"
+
+
+def test_a_delete_waiting_with_an_upsert_of_the_same_product_wins(
+    redis, settings, fake_api, worker
+):
+    # Both wait in the product outbox: only the newest write of a product goes out.
+    enqueue(redis, woo_event("product.simple.on-sale.json", "product.updated"), settings)
+    enqueue(redis, woo_event("product.deleted.json", "product.deleted"), settings)
+    worker.run()
+    assert fake_api.paths() == ["DELETE /api/v1/products/41"]
 
 
 def test_delete_of_an_unknown_product_counts_as_done(redis, settings, fake_api, worker):

@@ -1,0 +1,295 @@
+"""The relay's memory across events, through the real worker and Redis to the fake API:
+order lifecycle, last write wins, no-op suppression, checkouts, variants, batching, and
+retries that must not overwrite newer deliveries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from relay.deadletters import DeadLetters
+from relay.event_queue import EventQueue
+from relay.events import RawEvent, new_event_id
+
+FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name).read_bytes())
+
+
+def event(payload: dict[str, Any], topic: str, platform: str = "woocommerce") -> RawEvent:
+    return RawEvent(
+        new_event_id(), platform, topic, 0.0, json.dumps(payload).encode(), "application/json"
+    )
+
+
+def send(redis, *events: RawEvent) -> None:
+    queue = EventQueue(redis)
+    for e in events:
+        assert queue.accept(e, f"test:{e.id}")
+
+
+def woo_order(modified: str, **changes: Any) -> RawEvent:
+    order = fixture("order.processing.guest.json")
+    order.update(changes, date_modified_gmt=modified)
+    return event(order, "order.updated")
+
+
+def statuses(api, order_id: str = "1042") -> list[str]:
+    return [
+        f"{r.body['status']}:{r.body.get('refundAmountCents', '')}".rstrip(":")
+        for r in api.requests
+        if r.path == "/api/v1/orders" and r.body["orderId"] == order_id
+    ]
+
+
+# --- orders ------------------------------------------------------------------------------
+
+
+def test_lifecycle_placed_once_then_forward_only(redis, fake_api, worker):
+    send(redis, woo_order("2024-03-05T13:02:40", status="processing"))
+    worker.run()
+    send(redis, woo_order("2024-03-06T09:00:00", status="completed"))
+    worker.run()
+    # A stale "processing" snapshot and a repeat of "completed" change nothing.
+    send(redis, woo_order("2024-03-05T13:02:40", status="processing"))
+    send(redis, woo_order("2024-03-06T09:00:00", status="completed", customer_note="again"))
+    worker.run()
+    assert statuses(fake_api) == ["placed", "fulfilled"]
+
+
+def test_first_sighting_of_a_completed_order_sends_placed_then_fulfilled(redis, fake_api, worker):
+    send(redis, woo_order("2024-03-06T09:00:00", status="completed"))
+    worker.run()
+    assert statuses(fake_api) == ["placed", "fulfilled"]
+
+
+def test_refunds_are_sent_when_the_cumulative_amount_grows(redis, fake_api, worker):
+    one = [{"id": 1, "reason": "", "total": "-5.00"}]
+    two = [*one, {"id": 2, "reason": "", "total": "-2.50"}]
+    send(redis, woo_order("2024-03-06T09:00:00", status="processing", refunds=one))
+    send(redis, woo_order("2024-03-06T10:00:00", status="processing", refunds=one))
+    send(redis, woo_order("2024-03-06T11:00:00", status="processing", refunds=two))
+    send(redis, woo_order("2024-03-06T12:00:00", status="processing", refunds=one))  # deleted
+    worker.run()
+    assert statuses(fake_api) == ["placed", "refunded:500", "refunded:750"]
+
+
+def test_events_that_would_move_an_order_backwards_are_dropped(redis, fake_api, worker):
+    send(
+        redis,
+        woo_order("2024-03-06T09:00:00", status="cancelled", date_paid_gmt="2024-03-05T13:02:40"),
+    )
+    worker.run()
+    # Newer snapshot, but completing a cancelled order would move it backwards.
+    send(redis, woo_order("2024-03-07T09:00:00", status="completed"))
+    worker.run()
+    assert statuses(fake_api) == ["placed", "cancelled"]
+
+
+def test_unpaid_order_cancelled_before_it_was_placed_sends_nothing(redis, fake_api, worker):
+    send(redis, woo_order("2024-03-06T09:00:00", status="cancelled", date_paid_gmt=None))
+    worker.run()
+    assert statuses(fake_api) == []
+
+
+def test_on_hold_order_cancelled_unpaid_is_cancelled(redis, fake_api, worker):
+    send(redis, woo_order("2024-03-06T09:00:00", status="on-hold", date_paid_gmt=None))
+    send(redis, woo_order("2024-03-08T09:00:00", status="cancelled", date_paid_gmt=None))
+    worker.run()
+    assert statuses(fake_api) == ["placed", "cancelled"]
+
+
+def test_retry_of_an_older_event_does_not_repeat_what_a_newer_one_delivered(
+    redis, fake_api, worker
+):
+    fake_api.fail("/api/v1/orders", status=503)
+    send(redis, woo_order("2024-03-05T13:02:40", status="processing"))
+    worker.run()  # placed failed: retry scheduled
+    send(redis, woo_order("2024-03-06T09:00:00", status="completed"))
+    worker.run()  # the newer event announces placed itself, then fulfilled
+    assert worker.release_scheduled() >= 1
+    worker.run()  # the old retry finds placed already sent
+    assert statuses(fake_api) == ["placed", "placed", "fulfilled"]  # the first one was a 503
+    delivered = [r for r in fake_api.requests[1:] if r.path == "/api/v1/orders"]
+    assert [r.body["status"] for r in delivered] == ["placed", "fulfilled"]
+
+
+# --- checkouts -----------------------------------------------------------------------------
+
+
+def test_checkout_once_per_content_and_never_after_its_order(redis, fake_api, worker):
+    pending = fixture("order.pending.json")
+    send(redis, event({**pending, "date_modified_gmt": "2024-03-05T13:20:00"}, "order.created"))
+    send(redis, event({**pending, "date_modified_gmt": "2024-03-05T13:21:00"}, "order.updated"))
+    worker.run()
+    smaller = {
+        **pending,
+        "line_items": pending["line_items"][:1],
+        "total": "43.20",
+        "date_modified_gmt": "2024-03-05T13:25:00",
+    }
+    send(redis, event(smaller, "order.updated"))  # the cart changed: a new checkout event
+    worker.run()
+    paid = {
+        **smaller,
+        "status": "processing",
+        "date_paid_gmt": "2024-03-05T13:30:00",
+        "date_modified_gmt": "2024-03-05T13:30:00",
+    }
+    send(redis, event(paid, "order.updated"))  # paid after its checkout: an order, normally
+    worker.run()
+    late = {**pending, "date_modified_gmt": "2024-03-05T13:40:00", "customer_note": "x"}
+    send(redis, event(late, "order.updated"))  # a checkout after the order: never
+    worker.run()
+    paths = [(r.path, len(r.body.get("items", []))) for r in fake_api.requests]
+    assert paths == [("/api/v1/checkouts", 2), ("/api/v1/checkouts", 1), ("/api/v1/orders", 1)]
+
+
+# --- products and variants ---------------------------------------------------------------
+
+
+def product_requests(api) -> list[list[dict]]:
+    return [r.body["products"] for r in api.requests if r.path == "/api/v1/products"]
+
+
+def variation(variation_id: int, modified: str, **changes: Any) -> RawEvent:
+    body = fixture("product.variation.json")
+    body.update(id=variation_id, sku=f"TS-{variation_id}", date_modified_gmt=modified, **changes)
+    return event(body, "product.updated")
+
+
+def test_variants_are_sent_only_as_a_complete_list(redis, fake_api, worker):
+    send(redis, event(fixture("product.variable.json"), "product.updated"))
+    worker.run()
+    [[parent]] = product_requests(fake_api)
+    assert "variants" not in parent  # the list is not known yet: the API keeps its own
+
+    send(redis, variation(192, "2018-02-09T10:00:00"), variation(194, "2018-02-09T10:00:00"))
+    worker.run()
+    assert len(product_requests(fake_api)) == 1  # held: 193 still unknown
+
+    send(redis, variation(193, "2018-02-09T10:00:00", status="private"))
+    worker.run()
+    full = product_requests(fake_api)[-1][0]
+    assert [v["variantId"] for v in full["variants"]] == ["192", "194"]  # 193 is disabled
+
+    # One variation changes: the whole list goes again, siblings included.
+    send(redis, variation(194, "2018-02-10T10:00:00", stock_quantity=0, stock_status="outofstock"))
+    worker.run()
+    latest = product_requests(fake_api)[-1][0]
+    assert [v["variantId"] for v in latest["variants"]] == ["192", "194"]
+    assert latest["variants"][1]["inStock"] is False
+    assert all(len(p["variants"]) == 2 for [p] in product_requests(fake_api)[1:])
+
+
+def test_deleted_variation_leaves_its_parent_list(redis, fake_api, worker):
+    send(redis, event(fixture("product.variable.json"), "product.updated"))
+    send(redis, *(variation(v, "2018-02-09T10:00:00") for v in (192, 193, 194)))
+    worker.run()
+    send(redis, event({"id": 193}, "product.deleted"))
+    worker.run()
+    latest = product_requests(fake_api)[-1][0]
+    assert [v["variantId"] for v in latest["variants"]] == ["192", "194"]
+    assert not any(r.method == "DELETE" for r in fake_api.requests)
+
+
+def test_older_product_snapshot_and_unchanged_repeats_are_not_sent(redis, fake_api, worker):
+    product = fixture("product.simple.on-sale.json")
+    newer = {**product, "price": "10.00", "date_modified_gmt": "2024-03-02T11:00:00"}
+    send(redis, event(newer, "product.updated"))
+    worker.run()
+    send(redis, event(product, "product.updated"))  # older (2024-03-01)
+    send(redis, event({**newer, "date_modified_gmt": "2024-03-03T11:00:00"}, "product.updated"))
+    worker.run()
+    assert [[p["priceCents"] for p in batch] for batch in product_requests(fake_api)] == [[1000]]
+
+
+def test_product_retry_does_not_overwrite_a_newer_delivery(redis, fake_api, worker):
+    product = fixture("product.simple.on-sale.json")
+    fake_api.fail("/api/v1/products", status=503)
+    send(redis, event(product, "product.updated"))
+    worker.run()  # the batch failed: retry scheduled
+    newer = {**product, "price": "9.00", "date_modified_gmt": "2024-03-05T11:00:00"}
+    send(redis, event(newer, "product.updated"))
+    worker.run()
+    worker.release_scheduled()
+    worker.run()
+    delivered = product_requests(fake_api)[1:]  # after the 503
+    assert [[p["priceCents"] for p in batch] for batch in delivered] == [[900]]
+
+
+def test_products_go_in_batches_of_at_most_100(redis, fake_api, worker):
+    base = fixture("product.simple.on-sale.json")
+    send(
+        redis,
+        *(
+            event({**base, "id": 1000 + n, "name": f"Mug {n}"}, "product.updated")
+            for n in range(250)
+        ),
+    )
+    worker.run()
+    batches = product_requests(fake_api)
+    assert len(batches) == 3
+    assert all(len(batch) <= 100 for batch in batches)
+    ids = [p["productId"] for batch in batches for p in batch]
+    assert sorted(ids) == sorted(str(1000 + n) for n in range(250))
+
+
+def test_a_lone_product_update_is_sent_at_once(redis, fake_api, worker):
+    send(redis, event(fixture("product.simple.on-sale.json"), "product.updated"))
+    worker.run()  # one burst: no waiting for a batch to fill
+    assert len(product_requests(fake_api)) == 1
+
+
+def test_one_bad_product_does_not_sink_its_batch(redis, fake_api, worker):
+    base = fixture("product.simple.on-sale.json")
+    events = [event({**base, "id": 2000 + n}, "product.updated") for n in range(3)]
+
+    def has_bad(body):
+        return any(p["productId"] == "2001" for p in body["products"])
+
+    fake_api.fail(
+        "/api/v1/products",
+        status=422,
+        times=2,
+        match=has_bad,
+        body={"success": False, "error": {"code": "BAD", "message": "no"}},
+    )
+    send(redis, *events)
+    worker.run()
+    delivered = [
+        p["productId"]
+        for r in fake_api.requests[1:]
+        if r.path == "/api/v1/products"
+        for p in r.body["products"]
+        if not has_bad(r.body)
+    ]
+    assert sorted(delivered) == ["2000", "2002"]
+    letter = DeadLetters(redis).get(events[1].id)
+    assert letter.reason == "permanent_error"
+    assert letter.pending[0]["body"]["products"][0]["productId"] == "2001"
+
+
+# --- the rest ------------------------------------------------------------------------------
+
+
+def test_idempotency_key_is_stable_across_attempts(redis, fake_api, worker):
+    fake_api.fail("/api/v1/orders", status=500)
+    send(redis, woo_order("2024-03-05T13:02:40", status="processing"))
+    worker.run()
+    worker.release_scheduled()
+    worker.run()
+    keys = [r.header("idempotency-key") for r in fake_api.requests]
+    assert len(keys) == 2 and keys[0] == keys[1] and keys[0]
+
+
+def test_state_expires(redis, fake_api, worker):
+    send(redis, woo_order("2024-03-05T13:02:40", status="processing"))
+    send(redis, event(fixture("product.variable.json"), "product.updated"))
+    worker.run()
+    keys = [*redis.scan_iter("relay:state:*"), *redis.scan_iter("relay:product:*")]
+    assert keys
+    assert all(redis.ttl(key) > 0 for key in keys)

@@ -46,6 +46,13 @@ class Guard:
         return cls(**data)
 
     @property
+    def lock(self) -> str:
+        """The lock to hold while deciding and sending. A checkout shares its order's lock:
+        deciding "not yet an order" and sending must not interleave with the order's
+        announcement in another worker."""
+        return self.related or self.entity
+
+    @property
     def related(self) -> str | None:
         """Another entity whose state the rule reads: a checkout looks at its order."""
         if self.rule == "checkout":

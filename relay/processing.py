@@ -156,7 +156,7 @@ class EventProcessor:
             return self.client.send(request, event.id)
         guard = Guard.from_dict(request.guard)
         try:
-            with self.store.lock(guard.entity):
+            with self.store.lock(guard.lock):
                 state = self.store.load(guard.entity)
                 related = self.store.load(guard.related) if guard.related else {}
                 decision = decide(guard, state, related)

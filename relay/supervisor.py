@@ -13,6 +13,7 @@ flushes its append-only file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from relay.settings import Settings
 
 log = logging.getLogger("relay.supervisor")
 MAX_RESTARTS_PER_MINUTE = 5
+EX_TEMPFAIL = 75  # a worker that lost Redis and waited for it to return
 
 
 @dataclass
@@ -53,6 +55,12 @@ class Child:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
 
+    def kill_leftovers(self) -> None:
+        """Kill what the child left in its process group (RQ's scheduler process)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
     def wait_or_kill(self) -> None:
         if self.process is None:
             return
@@ -62,6 +70,7 @@ class Child:
             log.warning("%s did not stop within %.0f s; killing it", self.name, self.stop_timeout)
             self.process.kill()
             self.process.wait()
+        self.kill_leftovers()
 
 
 class Supervisor:
@@ -124,6 +133,11 @@ class Supervisor:
                 continue
             code = child.exited()
             if code is None:
+                continue
+            child.kill_leftovers()
+            if code == EX_TEMPFAIL:  # lost Redis, waited for it: start afresh at once
+                log.warning("%s restarts after a Redis outage", child.name)
+                child.start(env)
                 continue
             while child.restarts and now - child.restarts[0] > 60:
                 child.restarts.popleft()

@@ -2,13 +2,28 @@
 
 SimpleWorker, not RQ's default forking Worker: forking per job costs ~20 ms and throws away
 the keep-alive HTTP session to the Commerce API. Scale with more worker processes.
+
+Two things RQ leaves slow or fragile, handled here:
+- A worker killed mid-job (SIGKILL, OOM) leaves its job "started". RQ notices only after
+  the job's timeout plus a minute. A starting worker re-queues at once the jobs of workers
+  on this host whose process is gone (RQ's own retry path, so the attempt counts).
+- Redis going away makes RQ's loop raise. The worker then waits for Redis to come back and
+  exits with EX_TEMPFAIL, and `relay run` starts a fresh one (not counted as a crash).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
+import sys
+import time
 
+from redis import Redis, RedisError
 from rq import SimpleWorker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from relay import worker_context
@@ -17,14 +32,70 @@ from relay.redis_conn import connect
 from relay.registry import Registry
 from relay.settings import Settings
 
-# A worker killed mid-job is noticed by the next maintenance pass of another worker (or of
-# this one after a restart). RQ's default of 600 s would leave such an event waiting ten
-# minutes; checking every 30 s costs a few Redis commands.
+log = logging.getLogger("relay.worker")
+EX_TEMPFAIL = 75  # "try again": Redis was unreachable
+# A worker killed mid-job on another host is noticed by a maintenance pass of any worker.
+# RQ's default of 600 s would leave such an event waiting ten minutes.
 MAINTENANCE_INTERVAL = 30
 
 
-def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> bool:
+def worker_name() -> str:
+    return f"relay:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _gone(name: str) -> bool:
+    """Is the worker of this name dead? Known only for workers of this host: the name
+    carries the host and the process id."""
+    parts = name.split(":")
+    if len(parts) != 4 or parts[0] != "relay" or parts[1] != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def recover_abandoned_jobs(redis: Redis) -> int:
+    """Hand the started jobs of dead local workers to RQ's abandoned-job handling now."""
+    queue = make_queue(redis)
+    registry = StartedJobRegistry(queue=queue)
+    expired = 0
+    for member in redis.zrange(registry.key, 0, -1):
+        job_id = registry.parse_job_id(member)
+        try:
+            job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        except Exception:
+            continue
+        if job.worker_name and _gone(job.worker_name):
+            redis.zadd(registry.key, {member: 0}, xx=True)  # expired: cleanup takes it
+            expired += 1
+    if expired:
+        registry.cleanup()
+        log.warning("re-queued %d job(s) of dead workers", expired)
+    return expired
+
+
+def wait_for_redis(url: str) -> None:
+    client = connect(url, socket_timeout=2.0)
+    delay, announced = 0.2, False
+    while True:
+        try:
+            client.ping()
+            return
+        except (RedisError, OSError):
+            if not announced:
+                log.warning("Redis is unreachable; waiting for it")
+                announced = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> None:
     assert settings.redis_url
+    wait_for_redis(settings.redis_url)
     # The worker's own connection blocks on BLMOVE for a while: no socket timeout on it.
     queue_redis = connect(settings.redis_url, socket_timeout=None)
     worker_context.install(
@@ -32,10 +103,17 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> b
     )
     # RQ logs each job's arguments at INFO: those are customer data. Keep RQ to warnings.
     logging.getLogger("rq").setLevel(logging.WARNING)
-    worker = SimpleWorker(
-        [make_queue(queue_redis)],
-        connection=queue_redis,
-        serializer=JSONSerializer,
-        maintenance_interval=MAINTENANCE_INTERVAL,
-    )
-    return worker.work(with_scheduler=True, burst=burst, logging_level="WARNING")
+    try:
+        recover_abandoned_jobs(queue_redis)
+        worker = SimpleWorker(
+            [make_queue(queue_redis)],
+            connection=queue_redis,
+            serializer=JSONSerializer,
+            name=worker_name(),
+            maintenance_interval=MAINTENANCE_INTERVAL,
+        )
+        worker.work(with_scheduler=True, burst=burst, logging_level="WARNING")
+    except (RedisError, OSError) as exc:
+        log.warning("lost Redis (%s); restarting when it is back", type(exc).__name__)
+        wait_for_redis(settings.redis_url)
+        sys.exit(EX_TEMPFAIL)

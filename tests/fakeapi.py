@@ -56,7 +56,15 @@ class Scripted:
 class FakeCommerceApi:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None):
         self.api_key = api_key
-        self.requests: list[Received] = []
+        self.requests: list[Received] = []  # everything that arrived, in order
+        # What took effect: 2xx answers, once per Idempotency-Key (as an API that honours
+        # the header would apply them). A repeat of an applied key counts in `resent`.
+        self.applied: list[Received] = []
+        self.resent = 0
+        self._applied_keys: set[str] = set()
+        # A scenario's fault injector: called for each request without a scripted answer;
+        # returns the answer to give instead (an outage, a slow answer...), or None.
+        self.fault: Callable[[Received], Scripted | None] | None = None
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
@@ -103,7 +111,22 @@ class FakeCommerceApi:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.applied.clear()
+            self._applied_keys.clear()
+            self.resent = 0
             self._script.clear()
+
+    def _apply(self, received: Received, status: int) -> None:
+        if not 200 <= status < 300:
+            return
+        with self._lock:
+            key = received.header("idempotency-key")
+            if key and key in self._applied_keys:
+                self.resent += 1
+                return
+            if key:
+                self._applied_keys.add(key)
+            self.applied.append(received)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until `count` requests arrived (AssertionError after `timeout`)."""
@@ -163,6 +186,8 @@ class FakeCommerceApi:
                     time.time(),
                 )
                 scripted = api._next_answer(self.path, body)
+                if scripted is None and api.fault is not None:
+                    scripted = api.fault(received)
                 if scripted is not None and scripted.delay:
                     time.sleep(scripted.delay)
                 api._record(received)
@@ -176,13 +201,14 @@ class FakeCommerceApi:
                     )
                     return
                 if scripted is not None:
-                    self._answer(scripted.status, scripted.body, scripted.headers)
-                    return
-                if self.command == "DELETE":
-                    self._answer(200, {"success": True})
-                    return
-                status, answer = SUCCESS.get(self.path, (404, {"success": False}))
-                self._answer(status, answer)
+                    status, answer, headers = scripted.status, scripted.body, scripted.headers
+                elif self.command == "DELETE":
+                    status, answer, headers = 200, {"success": True}, {}
+                else:
+                    status, answer = SUCCESS.get(self.path, (404, {"success": False}))
+                    headers = {}
+                api._apply(received, status)
+                self._answer(status, answer, headers)
 
             def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None):
                 data = b"" if body is None else json.dumps(body).encode()

@@ -1,0 +1,575 @@
+"""Fault injection: the real relay (gunicorn, workers, redis-server) under faults, thousands
+of WooCommerce webhooks with duplicates and reordering, and a check of what the fake
+Commerce API ended up applying against what should have arrived.
+
+    python -m bench.faults                          # every scenario
+    python -m bench.faults --scenario worker-sigkill --orders 100
+
+One line per scenario:
+    sent      webhooks the relay answered 2xx (duplicates included)
+    expected  effects that must reach the API (placed, fulfilled, the final refund, the
+              newest product price, the newest abandoned cart...)
+    delivered of those, how many did
+    duplicates  an effect applied twice (two different requests doing the same thing)
+    out of order  an effect applied after one it must not follow (fulfilled before placed,
+              an older price after a newer one, a checkout after its order...)
+    lost      expected effects that never arrived
+    resent    requests repeated with the same Idempotency-Key after the relay could not
+              know they had arrived (a worker killed mid-request, a timeout after the API
+              applied it); the fake API applies a key once, as an API honouring it would
+
+The expectations come from the generated history, not from the relay's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from redis import Redis
+
+from relay.embedded_redis import find_redis_server
+from tests.fakeapi import FakeCommerceApi, Received, Scripted
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "mappers" / "woocommerce" / "fixtures"
+SECRET = "faults-woo-secret"
+API_KEY = "faults-api-key"
+BASE_TIME = 1_700_000_000
+
+
+# --- the history: what happened in the store --------------------------------------------
+
+
+@dataclass
+class Webhook:
+    topic: str
+    body: bytes
+    entity: str  # "order:50001", "product:70001", "checkout:60001"
+
+
+@dataclass
+class Truth:
+    """What must reach the API, per entity, derived from the history alone."""
+
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> expectations
+    checkouts: dict[str, int] = field(default_factory=dict)  # abandoned id -> last version
+    products: dict[str, int] = field(default_factory=dict)  # id -> last version
+
+
+def _stamp(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(BASE_TIME + seconds))
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def build_history(orders: int, products: int, checkouts: int, rng: random.Random):
+    order_base = _load("order.processing.guest.json")
+    pending_base = _load("order.pending.json")
+    product_base = _load("product.simple.on-sale.json")
+    events: list[Webhook] = []
+    truth = Truth()
+
+    def order_snapshot(order_id: int, t: int, **changes: Any) -> Webhook:
+        body = copy.deepcopy(order_base)
+        body.update(id=order_id, number=str(order_id), date_modified_gmt=_stamp(t), **changes)
+        return Webhook("order.updated", json.dumps(body).encode(), f"order:{order_id}")
+
+    for i in range(orders):
+        oid, t = 50000 + i, i * 10
+        kind = rng.choices("ABCD", weights=[40, 20, 15, 25])[0]
+        truth.orders[str(oid)] = {"kind": kind}
+        if kind == "D":  # a checkout first, then paid
+            pending = copy.deepcopy(pending_base)
+            pending.update(id=oid, number=str(oid), date_modified_gmt=_stamp(t))
+            events.append(Webhook("order.created", json.dumps(pending).encode(), f"order:{oid}"))
+            events.append(order_snapshot(oid, t + 1, status="processing"))
+            continue
+        events.append(order_snapshot(oid, t, status="processing"))
+        if kind == "A":
+            events.append(order_snapshot(oid, t + 1, status="completed"))
+        elif kind == "B":
+            first = [{"id": 1, "reason": "", "total": "-5.00"}]
+            second = [*first, {"id": 2, "reason": "", "total": "-7.50"}]
+            events.append(order_snapshot(oid, t + 1, status="completed"))
+            events.append(order_snapshot(oid, t + 2, status="completed", refunds=first))
+            events.append(order_snapshot(oid, t + 3, status="completed", refunds=second))
+            truth.orders[str(oid)]["refund"] = 1250
+        elif kind == "C":
+            events.append(order_snapshot(oid, t + 1, status="cancelled"))
+
+    for k in range(checkouts):  # abandoned: the cart changes once, never paid
+        cid, t = 60000 + k, k * 10
+        for version, items in (
+            (1, pending_base["line_items"]),
+            (2, pending_base["line_items"][:1]),
+        ):
+            body = copy.deepcopy(pending_base)
+            body.update(
+                id=cid, number=str(cid), line_items=items, date_modified_gmt=_stamp(t + version)
+            )
+            events.append(Webhook("order.updated", json.dumps(body).encode(), f"checkout:{cid}"))
+        truth.checkouts[str(cid)] = 2
+
+    for j in range(products):  # the price moves 10.00 -> 11.00 -> 12.00
+        pid, t = 70000 + j, j * 10
+        for version in (1, 2, 3):
+            body = copy.deepcopy(product_base)
+            body.update(
+                id=pid,
+                name=f"Mug {pid}",
+                price=f"{9 + version}.00",
+                on_sale=False,
+                date_modified_gmt=_stamp(t + version),
+            )
+            events.append(Webhook("product.updated", json.dumps(body).encode(), f"product:{pid}"))
+        truth.products[str(pid)] = 3
+    return events, truth
+
+
+def shuffle_with_faults(events: list[Webhook], rng: random.Random) -> list[Webhook]:
+    """Interleave entities, reorder nearby events, repeat some, and deliver some old
+    snapshots only at the very end (after newer ones)."""
+    rng.shuffle(events)  # entities interleave; an entity's own events also lose their order
+    out: list[Webhook] = []
+    late: list[Webhook] = []
+    for webhook in events:
+        out.append(webhook)
+        if rng.random() < 0.10:
+            out.insert(rng.randrange(max(len(out) - 30, 0), len(out) + 1), webhook)  # twice
+        if rng.random() < 0.05:
+            late.append(webhook)  # the same snapshot again, long after newer ones
+    return out + late
+
+
+# --- the relay and its Redis ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, directory: Path):
+        self.directory, self.port = directory, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                find_redis_server(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = Redis.from_url(self.url)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def crash(self) -> None:
+        assert self.process is not None
+        self.process.kill()  # SIGKILL: no shutdown save; the append-only file is all there is
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class Relay:
+    def __init__(self, workdir: Path, api: FakeCommerceApi, redis_url: str):
+        self.port = free_port()
+        self.log = workdir / "relay.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+        env.update(
+            RELAY_BIND=f"127.0.0.1:{self.port}",
+            RELAY_REDIS_URL=redis_url,
+            RELAY_DATA_DIR=str(workdir / "data"),
+            RELAY_COMMERCE_API_URL=api.url,
+            RELAY_COMMERCE_API_KEY=API_KEY,
+            RELAY_WOOCOMMERCE_SECRET=SECRET,
+            RELAY_WOOCOMMERCE_CURRENCY="EUR",
+            RELAY_WORKERS="2",
+            RELAY_API_TIMEOUT_SECONDS="1",
+            RELAY_RETRY_BASE_SECONDS="1",
+            RELAY_RETRY_MAX_DELAY_SECONDS="4",
+            RELAY_RETRY_MAX_ATTEMPTS="40",
+        )
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "relay", "run"], env=env, cwd=ROOT, stdout=log, stderr=log
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"relay did not start; see {self.log}")
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid and b"worker" in cmdline:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=120)
+
+
+# --- sending and waiting ----------------------------------------------------------------
+
+
+def post_all(url: str, webhooks: list[Webhook], threads: int = 8) -> int:
+    """Post every webhook as WooCommerce would; on 503 or no answer, try again (a platform
+    that retries). Returns how many were answered 2xx."""
+
+    def post(webhook: Webhook) -> bool:
+        signature = base64.b64encode(
+            hmac.new(SECRET.encode(), webhook.body, hashlib.sha256).digest()
+        ).decode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-WC-Webhook-Topic": webhook.topic,
+            "X-WC-Webhook-Signature": signature,
+        }
+        for _ in range(600):
+            try:
+                answer = requests.post(
+                    f"{url}/webhooks/woocommerce", data=webhook.body, headers=headers, timeout=10
+                )
+            except requests.RequestException:
+                time.sleep(0.2)
+                continue
+            if answer.status_code in (200, 202):
+                return True
+            if answer.status_code != 503:
+                raise RuntimeError(f"unexpected answer {answer.status_code}: {answer.text}")
+            time.sleep(0.2)
+        return False
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(post, webhooks))
+
+
+def drained(redis: Redis) -> bool:
+    try:
+        pending = (
+            redis.llen("rq:queue:relay")
+            + redis.zcard("rq:scheduled:relay")
+            + redis.zcard("rq:wip:relay")
+            + redis.hlen("relay:outbox:products")
+            + len(list(redis.scan_iter("relay:batch:*", count=1000)))
+        )
+    except Exception:
+        return False
+    return pending == 0
+
+
+def wait_until_quiet(redis: Redis, api: FakeCommerceApi, timeout: float = 300.0) -> None:
+    deadline, quiet_since, seen = time.monotonic() + timeout, None, -1
+    while time.monotonic() < deadline:
+        count = len(api.requests)
+        if drained(redis) and count == seen:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 2.0:
+                return
+        else:
+            quiet_since = None
+        seen = count
+        time.sleep(0.25)
+    raise TimeoutError("the relay did not finish delivering")
+
+
+# --- the check ----------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    sent: int = 0
+    expected: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    lost: int = 0
+    resent: int = 0
+    dead_letters: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)  # which entity broke which rule
+
+    def ok(self) -> bool:
+        return not (self.duplicates or self.out_of_order or self.lost or self.dead_letters)
+
+
+def check(truth: Truth, applied: list[Received]) -> Result:
+    result = Result()
+
+    def problem(kind: str, message: str, count: int = 1) -> None:
+        if count > 0:
+            setattr(result, kind, getattr(result, kind) + count)
+            result.problems.append(f"{kind}: {message}")
+
+    def expect(delivered: bool, message: str) -> None:
+        result.expected += 1
+        result.delivered += delivered
+        if not delivered:
+            problem("lost", message)
+
+    orders: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    checkouts: dict[str, list[int]] = defaultdict(list)
+    products: dict[str, list[int]] = defaultdict(list)
+    for request in applied:
+        body = request.body
+        if request.path == "/api/v1/orders":
+            orders[body["orderId"]].append((body["status"], body.get("refundAmountCents", 0)))
+        elif request.path == "/api/v1/checkouts":
+            checkout_id = body["checkoutId"]
+            if orders.get(checkout_id):
+                problem("out_of_order", f"checkout {checkout_id} after its order")
+            checkouts[checkout_id].append(2 if len(body.get("items", [])) == 1 else 1)
+        elif request.path == "/api/v1/products":
+            for product in body["products"]:
+                products[product["productId"]].append(product["priceCents"] // 100 - 9)
+
+    required = {
+        "A": ["placed", "fulfilled"],
+        "B": ["placed", "fulfilled"],
+        "C": ["placed", "cancelled"],
+        "D": ["placed"],
+    }
+    for order_id, expectation in truth.orders.items():
+        effects = orders.get(order_id, [])
+        statuses = [status for status, _ in effects if status != "refunded"]
+        for status in required[expectation["kind"]]:
+            expect(status in statuses, f"order {order_id} never got {status}")
+            problem(
+                "duplicates",
+                f"order {order_id} {status} x{statuses.count(status)}",
+                statuses.count(status) - 1,
+            )
+        if effects and effects[0][0] != "placed":
+            problem("out_of_order", f"order {order_id}: {effects}")
+        refunds = [amount for status, amount in effects if status == "refunded"]
+        problem(
+            "out_of_order",
+            f"order {order_id} refunds {refunds}",
+            sum(b <= a for a, b in itertools.pairwise(refunds)),
+        )
+        if "refund" in expectation:
+            expect(expectation["refund"] in refunds, f"order {order_id} refunds {refunds}")
+        if expectation["kind"] == "D":
+            seen = checkouts.get(order_id, [])
+            problem("duplicates", f"checkout {order_id} x{len(seen)}", len(seen) - 1)
+
+    for kind, seen_by_id, last_by_id in (
+        ("checkout", checkouts, truth.checkouts),
+        ("product", products, truth.products),
+    ):
+        for entity_id, last in last_by_id.items():
+            versions = seen_by_id.get(entity_id, [])
+            expect(last in versions, f"{kind} {entity_id} versions {versions}")
+            problem(
+                "duplicates",
+                f"{kind} {entity_id} versions {versions}",
+                len(versions) - len(set(versions)),
+            )
+            problem(
+                "out_of_order",
+                f"{kind} {entity_id} versions {versions}",
+                sum(b < a for a, b in itertools.pairwise(versions)),
+            )
+    return result
+
+
+# --- scenarios ----------------------------------------------------------------------------
+
+
+def no_fault(ctx: Scenario) -> None:
+    pass
+
+
+def worker_sigkill(ctx: Scenario) -> None:
+    for _ in range(3):
+        time.sleep(1.0)
+        for pid in ctx.relay.worker_pids()[:1]:
+            os.kill(pid, signal.SIGKILL)
+
+
+def redis_restart(ctx: Scenario) -> None:
+    ctx.api.fault = lambda r: Scripted(None, 200, delay=0.02)  # slow: a queue builds up
+    time.sleep(1.5)
+    ctx.redis_server.crash()
+    time.sleep(2.0)
+    ctx.redis_server.start()
+    ctx.api.fault = None
+
+
+def api_down(ctx: Scenario) -> None:
+    ctx.api.fault = lambda r: Scripted(None, 503, body={"success": False})
+    time.sleep(15)
+    ctx.api.fault = None
+
+
+def api_429(ctx: Scenario) -> None:
+    rng = random.Random(429)
+    ctx.api.fault = lambda r: (
+        Scripted(None, 429, headers={"Retry-After": "2"}) if rng.random() < 0.4 else None
+    )
+    time.sleep(10)
+    ctx.api.fault = None
+
+
+def api_timeouts(ctx: Scenario) -> None:
+    rng = random.Random(504)
+    # Slow answers past the relay's 1 s timeout; the API still applies them (the worst
+    # case: the relay cannot know, so it sends again with the same Idempotency-Key).
+    ctx.api.fault = lambda r: Scripted(None, 200, delay=1.5) if rng.random() < 0.25 else None
+    time.sleep(10)
+    ctx.api.fault = None
+
+
+def api_500s(ctx: Scenario) -> None:
+    rng = random.Random(500)
+    ctx.api.fault = lambda r: Scripted(None, 500) if rng.random() < 0.25 else None
+    time.sleep(10)
+    ctx.api.fault = None
+
+
+SCENARIOS = {
+    "duplicates-and-reordering": no_fault,
+    "worker-sigkill": worker_sigkill,
+    "redis-restart": redis_restart,
+    "api-down": api_down,
+    "api-429-retry-after": api_429,
+    "api-timeouts": api_timeouts,
+    "api-500s": api_500s,
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    api: FakeCommerceApi
+    relay: Relay
+    redis_server: RedisServer
+
+
+def run_scenario(name: str, orders: int, products: int, checkouts: int, seed: int) -> Result:
+    rng = random.Random(seed)
+    events, truth = build_history(orders, products, checkouts, rng)
+    webhooks = shuffle_with_faults(events, rng)
+    with tempfile.TemporaryDirectory(prefix=f"relay-faults-{name}-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "redis").mkdir()
+        redis_server = RedisServer(workdir / "redis")
+        redis_server.start()
+        api = FakeCommerceApi(api_key=API_KEY).start()
+        relay = Relay(workdir, api, redis_server.url)
+        ctx = Scenario(name, api, relay, redis_server)
+        started = time.monotonic()
+        fault = threading.Thread(target=SCENARIOS[name], args=(ctx,))
+        try:
+            fault.start()
+            sent = post_all(relay.url, webhooks)
+            fault.join()
+            redis = Redis.from_url(redis_server.url)
+            wait_until_quiet(redis, api)
+            result = check(truth, list(api.applied))
+            result.sent, result.resent = sent, api.resent
+            result.dead_letters = redis.zcard("relay:dlq")
+            result.seconds = time.monotonic() - started
+        finally:
+            api.fault = None
+            relay.stop()
+            api.stop()
+            redis_server.stop()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fault injection against the real relay.")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument("--orders", type=int, default=500)
+    parser.add_argument("--products", type=int, default=300)
+    parser.add_argument("--checkouts", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--verbose", action="store_true", help="Name each problem found.")
+    args = parser.parse_args(argv)
+    results = {}
+    for name in args.scenario or list(SCENARIOS):
+        result = run_scenario(name, args.orders, args.products, args.checkouts, args.seed)
+        results[name] = result
+        print(
+            f"{name:<26} sent {result.sent:>5}  expected {result.expected:>5}  "
+            f"delivered {result.delivered:>5}  duplicates {result.duplicates}  "
+            f"out of order {result.out_of_order}  lost {result.lost}  "
+            f"(resent {result.resent}, dead letters {result.dead_letters}, "
+            f"{result.seconds:.0f} s)",
+            flush=True,
+        )
+        if args.verbose:
+            for line in result.problems:
+                print(f"    {line}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({k: v.__dict__ for k, v in results.items()}, indent=2))
+    return 0 if all(r.ok() for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -333,7 +333,15 @@ def wait_until_quiet(redis: Redis, api: FakeCommerceApi, timeout: float = 300.0)
             quiet_since = None
         seen = count
         time.sleep(0.25)
-    raise TimeoutError("the relay did not finish delivering")
+    state = [key.decode() for key in redis.scan_iter("relay:batch:*", count=1000)]
+    counts = {
+        "queued": redis.llen("rq:queue:relay"),
+        "scheduled": redis.zcard("rq:scheduled:relay"),
+        "started": redis.zrange("rq:wip:relay", 0, -1, withscores=True),
+        "outbox": redis.hlen("relay:outbox:products"),
+        "batches": state,
+    }
+    raise TimeoutError(f"the relay did not finish delivering: {counts}")
 
 
 # --- the check ----------------------------------------------------------------------------
@@ -533,6 +541,9 @@ def run_scenario(name: str, orders: int, products: int, checkouts: int, seed: in
             result.sent, result.resent = sent, api.resent
             result.dead_letters = redis.zcard("relay:dlq")
             result.seconds = time.monotonic() - started
+        except Exception:
+            print((workdir / "relay.log").read_text()[-6000:], file=sys.stderr)
+            raise
         finally:
             api.fault = None
             relay.stop()

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 from redis import Redis
 
+from relay.processes import owner_dead, owner_tag
+
 # How long the relay remembers an entity after its last change. Refunds and cancellations
 # can come months after an order; a forgotten order is announced `placed` again, which the
 # API treats as a repeat (orders are idempotent by orderId).
@@ -54,10 +56,15 @@ class EntityStore:
 
     @contextlib.contextmanager
     def lock(self, name: str, wait_seconds: float = 5.0) -> Iterator[None]:
-        """Hold `relay:lock:<name>`; it expires by itself if its holder dies."""
-        key, token = f"relay:lock:{name}", secrets.token_hex(8)
+        """Hold `relay:lock:<name>`. It expires by itself if its holder dies; a holder that
+        died on this host (a killed worker) is noticed at once and its lock taken over."""
+        key, token = f"relay:lock:{name}", f"{owner_tag()}:{secrets.token_hex(6)}"
         deadline = time.monotonic() + wait_seconds
         while not self.redis.set(key, token, nx=True, px=self.lock_ttl_ms):
+            holder = self.redis.get(key)
+            if holder is not None and owner_dead(holder.decode()):
+                self._release(keys=[key], args=[holder])
+                continue
             if time.monotonic() > deadline:
                 raise LockTimeout(name)
             time.sleep(0.01)

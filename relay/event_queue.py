@@ -89,7 +89,7 @@ class EventQueue:
         A caller's `pipe` must already be in MULTI mode (`pipe.multi()`)."""
         self.queue.enqueue_call(
             PROCESS_EVENT,
-            args=(event.to_dict(), None, True),
+            args=(event.to_dict(), None),
             pipeline=pipe,
             **self._job_options(f"{event.id}-replay", event),
         )

@@ -13,10 +13,8 @@ from relay.events import RawEvent
 from relay.worker_context import current
 
 
-def process_event(
-    event: dict[str, Any], dedup_mark: str | None = None, replay: bool = False
-) -> str:
-    return current().processor.process(RawEvent.from_dict(event), dedup_mark, replay)
+def process_event(event: dict[str, Any], dedup_mark: str | None = None) -> str:
+    return current().processor.process(RawEvent.from_dict(event), dedup_mark)
 
 
 def deliver_pending(

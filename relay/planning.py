@@ -33,7 +33,22 @@ class Plan:
     held: list[str] = field(default_factory=list)  # what waits for more information, why
 
 
-def request_for(record: Record, key: str) -> ApiRequest:
+def effect_key(guard: Guard) -> str:
+    """The Idempotency-Key of a request: the identity of its effect, not of the event that
+    asked for it. Whichever event or attempt announces order 7 as placed sends the key
+    `order:7:placed`, so an API that honours the header applies it once even when a worker
+    died not knowing whether its request arrived."""
+    if guard.rule == "order":
+        status = guard.status or "placed"
+        if status == "refunded":
+            return f"{guard.entity}:refunded:{guard.refund if guard.refund is not None else '?'}"
+        return f"{guard.entity}:{status}"
+    if guard.rule == "checkout":
+        return f"{guard.entity}:{guard.fingerprint}"
+    return guard.entity
+
+
+def request_for(record: Record) -> ApiRequest:
     """The guarded request that carries an order, checkout or back-in-stock record."""
     data, modified = record.data, epoch(record.modified_at)
     if record.kind == "order":
@@ -45,7 +60,9 @@ def request_for(record: Record, key: str) -> ApiRequest:
             refund=data.get("refundAmountCents"),
             never_paid=bool(record.hints.get("neverPaid")),
         )
-        return ApiRequest("POST", "/api/v1/orders", data, guard.entity, guard.to_dict(), key)
+        return ApiRequest(
+            "POST", "/api/v1/orders", data, guard.entity, guard.to_dict(), effect_key(guard)
+        )
     if record.kind == "checkout":
         guard = Guard(
             entity=f"checkout:{data['checkoutId']}",
@@ -53,7 +70,9 @@ def request_for(record: Record, key: str) -> ApiRequest:
             modified=modified,
             fingerprint=fingerprint(data),
         )
-        return ApiRequest("POST", "/api/v1/checkouts", data, guard.entity, guard.to_dict(), key)
+        return ApiRequest(
+            "POST", "/api/v1/checkouts", data, guard.entity, guard.to_dict(), effect_key(guard)
+        )
     if record.kind == "back_in_stock":
         who = [data["productId"], data.get("variantId") or "", data["customer"]["email"].lower()]
         guard = Guard(entity=f"once:{fingerprint(who)}", rule="once")
@@ -63,7 +82,7 @@ def request_for(record: Record, key: str) -> ApiRequest:
             data,
             f"back_in_stock:{data['productId']}",
             guard.to_dict(),
-            key,
+            effect_key(guard),
         )
     raise ValueError(f"{record.kind} records are not sent as single requests")
 
@@ -88,12 +107,11 @@ class Planner:
         self.store = store
         self.variants = variants
 
-    def plan(self, event: RawEvent, records: Sequence[Record], key_prefix: str = "") -> Plan:
+    def plan(self, event: RawEvent, records: Sequence[Record]) -> Plan:
         plan = Plan()
-        prefix = key_prefix or event.id
-        for index, record in enumerate(records):
+        for record in records:
             if record.kind in ("order", "checkout", "back_in_stock"):
-                plan.requests.append(request_for(record, f"{prefix}.{index}"))
+                plan.requests.append(request_for(record))
             elif record.kind == "product":
                 self._product(plan, record, event)
             elif record.kind == "variant":

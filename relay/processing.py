@@ -27,7 +27,7 @@ from relay.entity_state import EntityStore, LockTimeout
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.mapping import IgnoreEvent, Record
-from relay.planning import Planner
+from relay.planning import Planner, effect_key
 from relay.product_outbox import BATCH_SIZE, ProductOutbox, ProductWrite
 from relay.registry import Registry
 from relay.schemas import record_errors
@@ -63,7 +63,7 @@ class EventProcessor:
 
     # --- first attempt: from the raw event ---------------------------------------------
 
-    def process(self, event: RawEvent, dedup_mark: str | None = None, replay: bool = False) -> str:
+    def process(self, event: RawEvent, dedup_mark: str | None = None) -> str:
         """Handle a freshly stored (or replayed) raw event. Returns the outcome's name."""
         if self.events.is_duplicate(event.id, dedup_mark):
             return self._done(event, "duplicate")
@@ -81,9 +81,7 @@ class EventProcessor:
             return self._dead(
                 event, "invalid_record", f"records failed validation: {invalid}", records=records
             )
-        # A replay is sent on purpose: it gets idempotency keys of its own.
-        prefix = f"{event.id}.r{time.time_ns()}" if replay else event.id
-        plan = self.planner.plan(event, records, prefix)
+        plan = self.planner.plan(event, records)
         for note in plan.held:
             log.info("held", extra=_fields(event, reason=note))
         for write in plan.products:
@@ -394,7 +392,7 @@ def _announcement(request: ApiRequest) -> ApiRequest:
         body,
         request.entity,
         guard,
-        f"{request.key}.placed" if request.key else "",
+        effect_key(Guard.from_dict(guard)),
     )
 
 

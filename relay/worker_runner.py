@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 import sys
 import time
 
@@ -27,7 +26,8 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from relay import worker_context
-from relay.event_queue import make_queue
+from relay.event_queue import QUEUE_NAME, make_queue
+from relay.processes import HOST, local_pid_dead
 from relay.redis_conn import connect
 from relay.registry import Registry
 from relay.settings import Settings
@@ -40,21 +40,38 @@ MAINTENANCE_INTERVAL = 30
 
 
 def worker_name() -> str:
-    return f"relay:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"relay:{HOST}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def _gone(name: str) -> bool:
-    """Is the worker of this name dead? Known only for workers of this host: the name
-    carries the host and the process id."""
+    """Is the worker of this name dead? Our worker names carry the host and process id."""
     parts = name.split(":")
-    if len(parts) != 4 or parts[0] != "relay" or parts[1] != socket.gethostname():
+    if len(parts) != 4 or parts[0] != "relay" or not parts[2].isdigit():
         return False
-    try:
-        os.kill(int(parts[2]), 0)
-    except ProcessLookupError:
+    return local_pid_dead(parts[1], int(parts[2]))
+
+
+def release_dead_scheduler_lock(redis: Redis) -> bool:
+    """Free the retry scheduler's lock if the process holding it died on this host.
+
+    Otherwise scheduled retries would wait for the lock to expire (about a minute) and for
+    a worker's next maintenance pass.
+    """
+    lock_key = f"rq:scheduler-lock:{QUEUE_NAME}"
+    holder = redis.get(lock_key)
+    if holder is None:
+        return False
+    info = redis.hgetall(f"rq:scheduler:{holder.decode()}")
+    host, pid = info.get(b"hostname", b"").decode(), info.get(b"pid", b"0").decode()
+    if not info or (pid.isdigit() and local_pid_dead(host, int(pid))):
+        with redis.pipeline() as pipe:  # delete only if it is still the dead one's
+            pipe.watch(lock_key)
+            if pipe.get(lock_key) == holder:
+                pipe.multi()
+                pipe.delete(lock_key)
+                pipe.execute()
+        log.warning("released the retry scheduler lock of a dead process")
         return True
-    except (PermissionError, ValueError):
-        return False
     return False
 
 
@@ -105,12 +122,16 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
     logging.getLogger("rq").setLevel(logging.WARNING)
     try:
         recover_abandoned_jobs(queue_redis)
+        release_dead_scheduler_lock(queue_redis)
         worker = SimpleWorker(
             [make_queue(queue_redis)],
             connection=queue_redis,
             serializer=JSONSerializer,
             name=worker_name(),
             maintenance_interval=MAINTENANCE_INTERVAL,
+            # An idle worker blocks on the queue for worker_ttl - 15 s between maintenance
+            # passes (where it also takes over the scheduler of a dead worker).
+            worker_ttl=MAINTENANCE_INTERVAL + 15,
         )
         worker.work(with_scheduler=True, burst=burst, logging_level="WARNING")
     except (RedisError, OSError) as exc:

@@ -14,9 +14,11 @@ One line per scenario:
     out of order  an effect applied after one it must not follow (fulfilled before placed,
               an older price after a newer one, a checkout after its order...)
     lost      expected effects that never arrived
-    resent    requests repeated with the same Idempotency-Key after the relay could not
-              know they had arrived (a worker killed mid-request, a timeout after the API
-              applied it); the fake API applies a key once, as an API honouring it would
+    resent    requests repeated after the relay could not know whether they had arrived (a
+              worker killed mid-request, a timeout after the API applied it): with the same
+              Idempotency-Key, applied once by the fake API as an API honouring the header
+              would; or a product snapshot upserted again in a differently composed batch,
+              which changes nothing (an upsert of identical content)
 
 The expectations come from the generated history, not from the relay's code.
 """
@@ -431,6 +433,10 @@ def check(truth: Truth, applied: list[Received]) -> Result:
         for entity_id, last in last_by_id.items():
             versions = seen_by_id.get(entity_id, [])
             expect(last in versions, f"{kind} {entity_id} versions {versions}")
+            repeats = sum(b == a for a, b in itertools.pairwise(versions))
+            if kind == "product":  # the same snapshot again, right after itself: no effect
+                result.resent += repeats
+                versions = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
             problem(
                 "duplicates",
                 f"{kind} {entity_id} versions {versions}",
@@ -538,7 +544,7 @@ def run_scenario(name: str, orders: int, products: int, checkouts: int, seed: in
             redis = Redis.from_url(redis_server.url)
             wait_until_quiet(redis, api)
             result = check(truth, list(api.applied))
-            result.sent, result.resent = sent, api.resent
+            result.sent, result.resent = sent, result.resent + api.resent
             result.dead_letters = redis.zcard("relay:dlq")
             result.seconds = time.monotonic() - started
         except Exception:

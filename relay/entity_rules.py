@@ -98,7 +98,7 @@ def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY)
     if guard.rule == "order":
         return _decide_order(guard, state)
     if guard.rule == "checkout":
-        if related.get("placed") == "1":
+        if related.get("placed") == "1" or related.get("placing") == "1":
             return Decision(False, "the checkout is already an order")
         if state.get("fingerprint") == guard.fingerprint:
             return Decision(False, "checkout unchanged")
@@ -134,6 +134,20 @@ def _decide_order(guard: Guard, state: dict[str, str]) -> Decision:
 
 def _stage_name(stage: int) -> str:
     return next(name for name, rank in ORDER_STAGES.items() if rank == stage)
+
+
+def attempting(guard: Guard, state: dict[str, str]) -> dict[str, str]:
+    """Fields to write just before sending: what may have reached the API even if the
+    answer never comes back (a timeout). Last write wins counts attempts, so an older
+    snapshot arriving later is not sent over one the API may have applied (the attempt's
+    own retry still goes: same time, not older). An order being announced already stops
+    its checkout."""
+    fields: dict[str, str] = {}
+    if guard.modified is not None:
+        fields["modified"] = repr(max(guard.modified, float(state.get("modified", "-inf"))))
+    if guard.rule == "order":
+        fields["placing"] = "1"
+    return fields
 
 
 def delivered(guard: Guard, state: dict[str, str]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 from relay.commerce_api import ApiRequest, Client, Outcome, product_path
 from relay.deadletters import DeadLetter, DeadLetters
-from relay.entity_rules import Guard, decide, delivered, fingerprint, skipped
+from relay.entity_rules import Guard, attempting, decide, delivered, fingerprint, skipped
 from relay.entity_state import EntityStore, LockTimeout
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
@@ -164,6 +164,7 @@ class EventProcessor:
                         "skipped", extra=_fields(event, request=request, reason=decision.reason)
                     )
                     return SKIPPED
+                self.store.update(guard.entity, attempting(guard, state))
                 if decision.announce_first:
                     placed = _announcement(request)
                     outcome = self.client.send(placed, event.id)
@@ -264,6 +265,9 @@ class EventProcessor:
         return None
 
     def _send_products(self, batch_id: str, chunk: list[ProductWrite]) -> Outcome | None:
+        for write in chunk:
+            guard = Guard.from_dict(write.guard)
+            self.store.update(guard.entity, attempting(guard, self.store.load(guard.entity)))
         request = products_request(chunk)
         outcome = self.client.send(request)
         if outcome.ok:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.entity_rules import Guard, decide, delivered, epoch, fingerprint, skipped
+from relay.entity_rules import Guard, attempting, decide, delivered, epoch, fingerprint, skipped
 
 
 def order(status: str, **kw) -> Guard:
@@ -104,3 +104,20 @@ def test_guard_round_trip_and_epoch():
     assert Guard.from_dict(guard.to_dict()) == guard
     assert epoch("2024-03-01T10:00:00Z") == epoch("2024-03-01T11:00:00+01:00")
     assert epoch("yesterday") is None and epoch(None) is None
+
+
+def test_an_attempt_counts_for_last_write_wins_and_stops_the_checkout():
+    # The API may have applied a request whose answer never came (a timeout).
+    newer = Guard("product:1", "product", modified=200.0, fingerprint="v2")
+    state = attempting(newer, {})
+    assert not decide(Guard("product:1", "product", modified=100.0, fingerprint="v1"), state).send
+    assert decide(newer, state).send  # the attempt's own retry still goes
+    placing = attempting(order("placed"), {})
+    checkout = Guard("checkout:1", "checkout", fingerprint="c")
+    assert not decide(checkout, {}, related=placing).send
+    assert decide(order("placed"), placing).send  # not known to be delivered: send again
+
+
+def test_a_checkout_decides_under_its_orders_lock():
+    assert Guard("checkout:9", "checkout").lock == "order:9"
+    assert Guard("order:9", "order").lock == "order:9"

@@ -313,6 +313,7 @@ def drained(redis: Redis) -> bool:
     try:
         pending = (
             redis.llen("rq:queue:relay")
+            + redis.llen("rq:queue:relay:intermediate")
             + redis.zcard("rq:scheduled:relay")
             + redis.zcard("rq:wip:relay")
             + redis.hlen("relay:outbox:products")
@@ -338,6 +339,7 @@ def wait_until_quiet(redis: Redis, api: FakeCommerceApi, timeout: float = 300.0)
     state = [key.decode() for key in redis.scan_iter("relay:batch:*", count=1000)]
     counts = {
         "queued": redis.llen("rq:queue:relay"),
+        "intermediate": redis.llen("rq:queue:relay:intermediate"),
         "scheduled": redis.zcard("rq:scheduled:relay"),
         "started": redis.zrange("rq:wip:relay", 0, -1, withscores=True),
         "outbox": redis.hlen("relay:outbox:products"),
@@ -458,10 +460,12 @@ def no_fault(ctx: Scenario) -> None:
 
 
 def worker_sigkill(ctx: Scenario) -> None:
-    for _ in range(3):
+    """SIGKILL a worker four times, each time another one, while deliveries run."""
+    for n in range(4):
         time.sleep(1.0)
-        for pid in ctx.relay.worker_pids()[:1]:
-            os.kill(pid, signal.SIGKILL)
+        pids = sorted(ctx.relay.worker_pids())
+        if pids:
+            os.kill(pids[n % len(pids)], signal.SIGKILL)
 
 
 def redis_restart(ctx: Scenario) -> None:

@@ -51,6 +51,39 @@ def _gone(name: str) -> bool:
     return local_pid_dead(parts[1], int(parts[2]))
 
 
+def recover_intermediate_jobs(redis: Redis, settle_seconds: float = 1.0) -> int:
+    """Put back jobs a dead worker had taken off the queue but not yet started.
+
+    RQ moves a job to `<queue>:intermediate` when a worker takes it and removes it once the
+    job is registered as started, microseconds later. A job still there a second later,
+    and not started, belongs to a worker that died in between; RQ itself would fail it
+    only after a minute plus a maintenance pass.
+    """
+    queue = make_queue(redis)
+    intermediate = f"{queue.key}:intermediate"
+    first = set(redis.lrange(intermediate, 0, -1))
+    if not first:
+        return 0
+    time.sleep(settle_seconds)
+    started = {
+        StartedJobRegistry(queue=queue).parse_job_id(m)
+        for m in redis.zrange(StartedJobRegistry(queue=queue).key, 0, -1)
+    }
+    recovered = 0
+    for raw in set(redis.lrange(intermediate, 0, -1)) & first:
+        job_id = raw.decode()
+        if job_id in started:
+            continue
+        with redis.pipeline() as pipe:
+            pipe.lrem(intermediate, 1, raw)
+            pipe.lpush(queue.key, raw)  # the front: it was next once already
+            pipe.execute()
+        recovered += 1
+    if recovered:
+        log.warning("put back %d job(s) a dead worker had taken", recovered)
+    return recovered
+
+
 def release_dead_scheduler_lock(redis: Redis) -> bool:
     """Free the retry scheduler's lock if the process holding it died on this host.
 
@@ -122,6 +155,7 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
     logging.getLogger("rq").setLevel(logging.WARNING)
     try:
         recover_abandoned_jobs(queue_redis)
+        recover_intermediate_jobs(queue_redis)
         release_dead_scheduler_lock(queue_redis)
         worker = SimpleWorker(
             [make_queue(queue_redis)],

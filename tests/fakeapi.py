@@ -13,6 +13,7 @@ Also runnable alone for manual testing: `python -m tests.fakeapi --port 9100`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -170,6 +171,11 @@ class FakeCommerceApi:
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
+
+            def handle(self) -> None:
+                # The client gave up or was killed mid-request: part of the tests.
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    super().handle()
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,21 @@
+"""The fault-injection suite (bench/faults.py) at a size CI can afford: every scenario must
+end with nothing lost, doubled or out of order. `python -m bench.faults` runs it full size."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import faults
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+
+
+@pytest.mark.parametrize("scenario", list(faults.SCENARIOS))
+def test_scenario(scenario, capsys):
+    result = faults.run_scenario(scenario, orders=200, products=60, checkouts=40, seed=11)
+    with capsys.disabled():
+        print(f"\n{scenario}: {result.__dict__ | {'problems': result.problems[:5]}}")
+    assert result.problems == []
+    assert (result.lost, result.duplicates, result.out_of_order) == (0, 0, 0)
+    assert result.dead_letters == 0
+    assert result.delivered == result.expected > 0

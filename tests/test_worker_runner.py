@@ -1,0 +1,96 @@
+"""Taking over what a killed worker held: its jobs, its entity locks, its scheduler lock."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from relay.entity_state import EntityStore, LockTimeout
+from relay.event_queue import EventQueue, make_queue
+from relay.events import RawEvent, new_event_id
+from relay.processes import HOST
+from relay.worker_runner import (
+    recover_abandoned_jobs,
+    recover_intermediate_jobs,
+    release_dead_scheduler_lock,
+)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def queued_event(redis) -> Job:
+    event = RawEvent(new_event_id(), "woocommerce", "order.created", 0.0, b"{}")
+    EventQueue(redis).accept(event, event.id)
+    return Job.fetch(event.id, connection=redis, serializer=JSONSerializer)
+
+
+def take_as_started(redis, job: Job, worker_name: str) -> None:
+    """What a worker does when it starts a job, up to the moment it would run it."""
+    queue = make_queue(redis)
+    redis.lrem(queue.key, 1, job.id)
+    with redis.pipeline() as pipe:
+        job.prepare_for_execution(worker_name, pipe)
+        pipe.zadd(StartedJobRegistry(queue=queue).key, {f"{job.id}:x1": time.time() + 600})
+        pipe.execute()
+
+
+def test_jobs_of_a_dead_local_worker_are_retried_at_once(redis):
+    job = queued_event(redis)
+    take_as_started(redis, job, f"relay:{HOST}:{dead_pid()}:abc")
+    assert recover_abandoned_jobs(redis) == 1
+    queue = make_queue(redis)
+    assert redis.zcard(StartedJobRegistry(queue=queue).key) == 0
+    # RQ's own retry path: the attempt counts, and it runs again after the first interval.
+    assert job.id in ScheduledJobRegistry(queue=queue).get_job_ids()
+
+
+def test_jobs_of_live_or_remote_workers_are_left_alone(redis):
+    import os
+
+    mine, remote = queued_event(redis), queued_event(redis)
+    take_as_started(redis, mine, f"relay:{HOST}:{os.getpid()}:abc")
+    take_as_started(redis, remote, "relay:another-host:1:abc")
+    assert recover_abandoned_jobs(redis) == 0
+    assert redis.zcard(StartedJobRegistry(queue=make_queue(redis)).key) == 2
+
+
+def test_job_taken_but_never_started_goes_back_to_the_front(redis):
+    first, second = queued_event(redis), queued_event(redis)
+    queue = make_queue(redis)
+    redis.lmove(queue.key, f"{queue.key}:intermediate", "RIGHT", "LEFT")  # a worker took it
+    assert recover_intermediate_jobs(redis, settle_seconds=0.05) == 1
+    assert redis.llen(f"{queue.key}:intermediate") == 0
+    assert queue.get_job_ids() == [second.id, first.id]
+
+
+def test_dead_schedulers_lock_is_released_live_ones_kept(redis):
+    import os
+
+    lock = "rq:scheduler-lock:relay"
+    redis.set(lock, "sched-dead")
+    redis.hset("rq:scheduler:sched-dead", mapping={"hostname": HOST, "pid": dead_pid()})
+    assert release_dead_scheduler_lock(redis)
+    assert redis.get(lock) is None
+    redis.set(lock, "sched-alive")
+    redis.hset("rq:scheduler:sched-alive", mapping={"hostname": HOST, "pid": os.getpid()})
+    assert not release_dead_scheduler_lock(redis)
+    assert redis.get(lock) == b"sched-alive"
+
+
+def test_entity_lock_of_a_dead_holder_is_taken_over(redis):
+    store = EntityStore(redis, lock_ttl_seconds=60)
+    redis.set("relay:lock:order:1", f"{HOST}:{dead_pid()}:abcdef", px=60000)
+    with store.lock("order:1", wait_seconds=0.5):
+        pass
+    redis.set("relay:lock:order:2", "another-host:1:abcdef", px=60000)
+    with pytest.raises(LockTimeout), store.lock("order:2", wait_seconds=0.2):
+        pass

@@ -35,7 +35,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,8 +49,8 @@ from typing import Any
 import requests
 from redis import Redis
 
-from relay.embedded_redis import find_redis_server
 from tests.fakeapi import FakeCommerceApi, Received, Scripted
+from tests.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "mappers" / "woocommerce" / "fixtures"
@@ -167,60 +166,6 @@ def shuffle_with_faults(events: list[Webhook], rng: random.Random) -> list[Webho
 
 
 # --- the relay and its Redis ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    def __init__(self, directory: Path):
-        self.directory, self.port = directory, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                find_redis_server(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = Redis.from_url(self.url)
-        for _ in range(200):
-            try:
-                client.ping()
-                return
-            except Exception:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def crash(self) -> None:
-        assert self.process is not None
-        self.process.kill()  # SIGKILL: no shutdown save; the append-only file is all there is
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 class Relay:
@@ -534,8 +479,7 @@ def run_scenario(name: str, orders: int, products: int, checkouts: int, seed: in
     with tempfile.TemporaryDirectory(prefix=f"relay-faults-{name}-") as tmp:
         workdir = Path(tmp)
         (workdir / "redis").mkdir()
-        redis_server = RedisServer(workdir / "redis")
-        redis_server.start()
+        redis_server = RedisServer(workdir / "redis", appendfsync="always").start()
         api = FakeCommerceApi(api_key=API_KEY).start()
         relay = Relay(workdir, api, redis_server.url)
         ctx = Scenario(name, api, relay, redis_server)

@@ -7,12 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +21,14 @@ from rq.serializers import JSONSerializer
 from relay import worker_context
 from relay.app import create_app
 from relay.commerce_api import CommerceClient
-from relay.embedded_redis import find_redis_server
 from relay.event_queue import make_queue
 from relay.registry import default_registry
 from relay.settings import RetryPolicy, Settings
 from tests.fakeapi import FakeCommerceApi
+from tests.redis_server import RedisServer
 
 WOO_SECRET = "test-woo-secret"
 API_KEY = "test-api-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
@@ -49,52 +40,6 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         time.sleep(interval)
-
-
-class RedisServer:
-    """A real redis-server on a free port, data in a temporary directory."""
-
-    def __init__(self, directory: Path, appendonly: bool = False):
-        self.directory = directory
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        args = [
-            find_redis_server(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-        ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        client = Redis.from_url(self.url)
-        wait_until(lambda: _pings(client), timeout=10, what="redis-server to start")
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-
-def _pings(client: Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from relay.commerce_api import SandboxClient
 from relay.deadletters import DeadLetter, DeadLetters
 from relay.event_queue import make_queue
 from relay.events import RawEvent
-from tests.conftest import API_KEY, free_port
+from tests.conftest import API_KEY
+from tests.redis_server import free_port
 
 
 @pytest.fixture

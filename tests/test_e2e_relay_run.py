@@ -18,8 +18,9 @@ from relay.fixtures import fixtures
 from relay.mapping import Record
 from relay.registry import default_registry
 from relay.verifiers import StandardWebhooksSignature
-from tests.conftest import API_KEY, WOO_SECRET, free_port, wait_until, woo_headers
+from tests.conftest import API_KEY, WOO_SECRET, wait_until, woo_headers
 from tests.fakeapi import FakeCommerceApi
+from tests.redis_server import free_port
 
 pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"

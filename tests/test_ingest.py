@@ -11,7 +11,8 @@ from relay.app import create_app
 from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.redis_conn import connect
-from tests.conftest import WOO_SECRET, as_body, free_port, woo_headers
+from tests.conftest import WOO_SECRET, as_body, woo_headers
+from tests.redis_server import free_port
 
 SAMPLE = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from mappers.checkoutchamp.events import (
     CHECKOUT_TOPICS,
@@ -28,7 +28,9 @@ from mappers.checkoutchamp.events import (
     text,
     upper,
 )
+from relay import localtime
 from relay.events import RawEvent
+from relay.localtime import utc_iso
 from relay.mapping import IgnoreEvent, MappingError, Record
 from relay.money import MoneyError, is_currency_code, parse_decimal, to_minor_units
 
@@ -279,21 +281,13 @@ def ordered_at_utc(fields: Mapping[str, Any], zone: ZoneInfo | None) -> str | No
         moment = datetime.fromisoformat(created)
     except ValueError:
         return None  # an unreadable date costs the date, not the order
-    if moment.tzinfo is None:
-        if zone is None:
-            return None
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is None and zone is None:
+        return None
+    return utc_iso(moment, zone or ZoneInfo("UTC"))
 
 
 def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise MappingError(
-            f"RELAY_CHECKOUTCHAMP_TIMEZONE {name!r} is not an IANA time zone "
-            "(for example America/New_York)"
-        ) from None
+    return localtime.zone(name, "RELAY_CHECKOUTCHAMP_TIMEZONE")
 
 
 def _quantity(value: str | None, product_id: str) -> int:

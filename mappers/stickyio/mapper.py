@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from mappers.stickyio import tokens
 from mappers.stickyio.tokens import Fields
+from relay import localtime
 from relay.events import RawEvent
+from relay.localtime import utc_iso
 from relay.mapping import IgnoreEvent, MappingError, Record
 from relay.money import MoneyError, is_currency_code, parse_decimal, to_minor_units
 
@@ -142,16 +144,11 @@ def _ordered_at(value: str | None, zone_name: str | None) -> str | None:
         local = datetime.strptime(value, DATE_TIME_FORMAT)
     except ValueError:
         return None  # optional at the API (it defaults to now); never a reason to drop an order
-    return local.replace(tzinfo=zone).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_iso(local, zone)
 
 
 def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise MappingError(
-            f"RELAY_STICKYIO_TIMEZONE {name!r} is not an IANA time zone such as America/New_York"
-        ) from None
+    return localtime.zone(name, "RELAY_STICKYIO_TIMEZONE")
 
 
 _CARD_LIKE = re.compile(r"\d{4,}")

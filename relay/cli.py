@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,10 +61,20 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_process(component: str, settings: Settings) -> None:
+    """Logs (JSON lines, or text in a terminal), Sentry when configured, and a metrics
+    directory shared by this process's children unless `relay run` gave one."""
+    from relay import logs, observability
+
+    logs.configure()
+    observability.init_sentry(settings, component)
+    if component == "supervisor":  # `relay run`: its children share <data dir>/metrics
+        metrics_dir = settings.data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    elif not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"relay-{component}-")
 
 
 @click.group()
@@ -79,7 +91,7 @@ def run() -> None:
     from relay.supervisor import Supervisor
 
     settings, _ = _load()
-    _setup_logging()
+    _setup_process("supervisor", settings)
     try:
         code = Supervisor(settings).run()
     except ConfigError as exc:
@@ -109,9 +121,10 @@ def _with_redis_url(settings: Settings) -> Settings:
 @main.command()
 def web() -> None:
     """The web server alone (gunicorn)."""
+    settings, _ = _load()
+    _setup_process("web", settings)  # before the app (and prometheus_client) is imported
     from relay.web_server import serve
 
-    settings, _ = _load()
     try:
         serve(_with_redis_url(settings))
     except ConfigError as exc:
@@ -122,10 +135,10 @@ def web() -> None:
 @click.option("--burst", is_flag=True, help="Process what is queued, then exit.")
 def worker(burst: bool) -> None:
     """A delivery worker alone (RQ, with the retry scheduler)."""
+    settings, registry = _load()
+    _setup_process("worker", settings)  # before prometheus_client is imported
     from relay.worker_runner import run_worker
 
-    settings, registry = _load()
-    _setup_logging()
     run_worker(_with_redis_url(settings), registry, burst=burst)
 
 

@@ -19,6 +19,7 @@ from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
+from relay import stats
 from relay.events import RawEvent
 
 QUEUE_NAME = "relay"
@@ -67,6 +68,7 @@ class EventQueue:
         pipe = self.redis.pipeline(transaction=True)
         pipe.multi()  # RQ joins an explicit MULTI instead of starting its own
         pipe.set(mark, event.id, nx=True, ex=self.dedup_window_seconds)
+        stats.record_stored(pipe, event.platform, event.received_at)
         self.queue.enqueue_call(
             PROCESS_EVENT,
             args=(event.to_dict(), mark),

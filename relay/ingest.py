@@ -7,18 +7,22 @@ authentication (401), content type and shape (415/400), topic (200 ignored), dup
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import time
 
 from flask import Blueprint, current_app, jsonify, request
 from redis import RedisError
 
+from relay import metrics, stats
 from relay.errors import ApiError
 from relay.events import RawEvent, new_event_id
 from relay.mapping import AuthError, BadRequest, IncomingRequest, Platform
 from relay.web_context import WebContext
 
 bp = Blueprint("ingest", __name__)
+log = logging.getLogger("relay.ingest")
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -66,16 +70,20 @@ def receive(name: str, token: str | None = None):
         path_token=token,
     )
     if platform.is_handshake(incoming):
+        log.info("handshake", extra={"platform": platform.name, "outcome": "handshake"})
         return jsonify(status="ok"), 200
     try:
         platform.verifier.verify(incoming, secret)
         intake = platform.describe(incoming)
     except AuthError as exc:
+        _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(401, exc.code, exc.message) from None
     except BadRequest as exc:
+        _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(exc.status, exc.code, exc.message, details=exc.details) from None
     if intake.topic not in platform.topics:
         reason = platform.ignored_topics.get(intake.topic, f"topic {intake.topic!r} is not used")
+        _count(ctx, platform.name, "ignored", "topic", topic=intake.topic)
         return jsonify(status="ignored", reason=reason), 200
 
     event = RawEvent(
@@ -92,8 +100,15 @@ def receive(name: str, token: str | None = None):
     try:
         stored = ctx.events.accept(event, dedup_key)
     except RedisError:
-        current_app.logger.error(
-            "queue unavailable", extra={"platform": platform.name, "topic": intake.topic}
+        metrics.WEBHOOKS.labels(platform.name, "rejected", "queue_unavailable").inc()
+        log.error(
+            "queue unavailable",
+            extra={
+                "platform": platform.name,
+                "topic": intake.topic,
+                "outcome": "rejected",
+                "code": "queue_unavailable",
+            },
         )
         raise ApiError(
             503,
@@ -102,5 +117,36 @@ def receive(name: str, token: str | None = None):
             {"Retry-After": "30"},
         ) from None
     if not stored:
+        _count(ctx, platform.name, "duplicate", "", topic=intake.topic)
         return jsonify(status="duplicate"), 200
+    metrics.WEBHOOKS.labels(platform.name, "accepted", "").inc()
+    log.info(
+        "accepted",
+        extra={
+            "event_id": event.id,
+            "platform": platform.name,
+            "topic": intake.topic,
+            "outcome": "accepted",
+        },
+    )
     return jsonify(status="accepted", id=event.id), 202
+
+
+def _count(ctx: WebContext, platform: str, outcome: str, reason: str, topic: str = "") -> None:
+    """Metrics, the per-platform stats in Redis (best effort: a Redis outage must not
+    change the answer), and one log line."""
+    metrics.WEBHOOKS.labels(platform, outcome, reason).inc()
+    with contextlib.suppress(RedisError):
+        stats.record(ctx.redis, platform, outcome, code=reason)
+    level = logging.WARNING if outcome == "rejected" else logging.INFO
+    log.log(
+        level,
+        outcome,
+        extra={
+            "platform": platform,
+            "topic": topic or None,
+            "outcome": outcome,
+            "code": reason or None,
+            "remote": request.remote_addr,
+        },
+    )

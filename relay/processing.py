@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from relay import metrics
 from relay.commerce_api import ApiRequest, Client, Outcome, product_path
 from relay.deadletters import DeadLetter, DeadLetters
 from relay.entity_rules import Guard, attempting, decide, delivered, fingerprint, skipped
@@ -106,6 +107,10 @@ class EventProcessor:
         for index, request in enumerate(pending):
             outcome = self._send_guarded(event, request)
             if outcome.ok:
+                metrics.DELIVERIES.labels(
+                    metrics.endpoint(request.path),
+                    "skipped" if outcome is SKIPPED else "delivered",
+                ).inc()
                 if outcome is not SKIPPED:
                     log.info(
                         "delivered",
@@ -124,6 +129,7 @@ class EventProcessor:
                 self.events.schedule_delivery(
                     event, remaining, attempt + 1, first_attempt_at, delay
                 )
+                metrics.DELIVERIES.labels(metrics.endpoint(request.path), "retry").inc()
                 log.warning(
                     "retry scheduled",
                     extra=_fields(
@@ -137,6 +143,7 @@ class EventProcessor:
                 )
                 return "retrying"
             reason = "retries_exhausted" if outcome.transient else "permanent_error"
+            metrics.DELIVERIES.labels(metrics.endpoint(request.path), "dead_letter").inc()
             return self._dead(
                 event,
                 reason,
@@ -146,6 +153,7 @@ class EventProcessor:
                 attempts=attempt,
                 first_attempt_at=first_attempt_at,
             )
+        metrics.EVENT_DELAY.observe(max(time.time() - event.received_at, 0.0))
         return self._done(event, "delivered")
 
     def _send_guarded(self, event: RawEvent, request: ApiRequest) -> Outcome:
@@ -271,9 +279,12 @@ class EventProcessor:
         request = products_request(chunk)
         outcome = self.client.send(request)
         if outcome.ok:
+            metrics.DELIVERIES.labels("products", "delivered").inc(len(chunk))
+            now = time.time()
             for write in chunk:
                 guard = Guard.from_dict(write.guard)
                 self.store.update(guard.entity, delivered(guard, self.store.load(guard.entity)))
+                metrics.EVENT_DELAY.observe(max(now - write.event["received_at"], 0.0))
             self.outbox.done(batch_id, [w.product_id for w in chunk])
             log.info(
                 "products delivered",
@@ -304,6 +315,7 @@ class EventProcessor:
         attempts: int,
         first_attempt_at: float | None,
     ) -> None:
+        metrics.DELIVERIES.labels("products", "dead_letter").inc(len(writes))
         by_event: dict[str, list[ProductWrite]] = defaultdict(list)
         for write in writes:
             by_event[write.event["id"]].append(write)

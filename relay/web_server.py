@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -24,6 +26,44 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": "warning",
         "proc_name": "relay-web",
+        "logconfig_dict": _log_config(),
+        "child_exit": _child_exit,
+    }
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """A gunicorn worker exited: its live metrics no longer count."""
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def _log_config() -> dict[str, Any]:
+    """gunicorn's own lines in the relay's format (JSON, or text in a terminal)."""
+    text = os.environ.get("RELAY_LOG_FORMAT") == "text" or (
+        not os.environ.get("RELAY_LOG_FORMAT") and sys.stderr.isatty()
+    )
+    formatter = "relay.logs.TextFormatter" if text else "relay.logs.JsonFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"relay": {"()": formatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "relay",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "root": {
+            "level": os.environ.get("RELAY_LOG_LEVEL", "INFO").upper(),
+            "handlers": ["stderr"],
+        },
+        "loggers": {
+            "gunicorn.error": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
     }
 
 

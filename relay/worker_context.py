@@ -10,6 +10,7 @@ from relay.commerce_api import Client, CommerceClient, SandboxClient
 from relay.deadletters import DeadLetters
 from relay.entity_state import EntityStore
 from relay.event_queue import EventQueue
+from relay.metrics import InstrumentedClient
 from relay.planning import Planner
 from relay.processing import EventProcessor
 from relay.product_outbox import ProductOutbox
@@ -31,7 +32,7 @@ def build(
     settings: Settings, redis: Redis, registry: Registry, client: Client | None = None
 ) -> WorkerContext:
     if client is None:
-        client = (
+        client = InstrumentedClient(
             SandboxClient(redis)
             if settings.sandbox
             else CommerceClient(

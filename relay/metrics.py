@@ -1,0 +1,149 @@
+"""Prometheus metrics, safe across gunicorn's and the workers' processes.
+
+Counters and histograms are kept per process in PROMETHEUS_MULTIPROC_DIR (set by `relay
+run`, or by `relay web` and `relay worker` for themselves) and summed at scrape time.
+Gauges that describe the queue (depth, oldest waiting age, retries, dead letters, the last
+event of each platform) are read from Redis when /metrics is scraped, so every process and
+every restart agrees on them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from redis import Redis, RedisError
+from rq.utils import utcparse
+
+from relay import stats
+from relay.event_queue import QUEUE_NAME
+
+WEBHOOKS = Counter(
+    "relay_webhooks",
+    "Webhooks received, by platform and outcome (accepted, duplicate, ignored, rejected).",
+    ["platform", "outcome", "reason"],
+)
+DELIVERIES = Counter(
+    "relay_deliveries",
+    "Commerce API requests by endpoint and outcome (delivered, skipped, retry, dead_letter).",
+    ["endpoint", "outcome"],
+)
+API_RESULTS = Counter(
+    "relay_api_requests",
+    "Commerce API requests by endpoint and result (ok, transient, permanent).",
+    ["endpoint", "result"],
+)
+API_SECONDS = Histogram(
+    "relay_api_request_seconds",
+    "Duration of Commerce API requests.",
+    ["endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENT_DELAY = Histogram(
+    "relay_event_delivery_delay_seconds",
+    "From a webhook's arrival to the last of its requests delivered.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 21600, 86400),
+)
+
+
+def endpoint(path: str) -> str:
+    """orders, products, checkouts, back-in-stock (never an id)."""
+    parts = path.split("/")
+    return parts[3] if len(parts) > 3 else path
+
+
+class QueueCollector:
+    """Gauges read from Redis at scrape time."""
+
+    def __init__(self, redis: Redis, platforms: list[str]):
+        self.redis = redis
+        self.platforms = platforms
+
+    def collect(self) -> Iterable[Any]:
+        try:
+            yield from self._collect()
+        except RedisError:
+            up = GaugeMetricFamily("relay_redis_up", "Whether Redis answered the scrape.")
+            up.add_metric([], 0)
+            yield up
+
+    def _collect(self) -> Iterable[Any]:
+        queue_key = f"rq:queue:{QUEUE_NAME}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(queue_key)
+        pipe.zcard(f"rq:scheduled:{QUEUE_NAME}")
+        pipe.zcard("relay:dlq")
+        pipe.hlen("relay:outbox:products")
+        pipe.lindex(queue_key, 0)
+        depth, scheduled, dead, outbox, oldest_id = pipe.execute()
+        oldest_age = 0.0
+        if oldest_id is not None:
+            enqueued = self.redis.hget(f"rq:job:{oldest_id.decode()}", "enqueued_at")
+            if enqueued:
+                oldest_age = max(time.time() - _rq_time(enqueued.decode()), 0.0)
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, doc)
+            family.add_metric([], value)
+            return family
+
+        yield gauge("relay_redis_up", "Whether Redis answered the scrape.", 1)
+        yield gauge("relay_queue_depth", "Events and jobs waiting for a worker.", depth)
+        yield gauge("relay_oldest_waiting_seconds", "Age of the oldest waiting job.", oldest_age)
+        yield gauge(
+            "relay_scheduled_retries", "Deliveries waiting for their retry time.", scheduled
+        )
+        yield gauge("relay_dead_letters", "Events the relay gave up on (relay dlq list).", dead)
+        yield gauge("relay_product_outbox", "Product writes waiting for their batch.", outbox)
+        last = GaugeMetricFamily(
+            "relay_last_event_timestamp_seconds",
+            "When each platform last sent a genuine event (a silent store: a disabled webhook?).",
+            labels=["platform"],
+        )
+        for platform_stats in stats.read(self.redis, self.platforms):
+            if platform_stats.last_seen is not None:
+                last.add_metric([platform_stats.platform], platform_stats.last_seen)
+        yield last
+
+
+def _rq_time(text: str) -> float:
+    return utcparse(text).timestamp()
+
+
+def render(redis: Redis, platforms: list[str]) -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    else:  # one process (tests, a plain `flask run`): this process's own registry
+        counters = REGISTRY
+    queue = CollectorRegistry()
+    queue.register(QueueCollector(redis, platforms))
+    return generate_latest(counters) + generate_latest(queue), CONTENT_TYPE_LATEST
+
+
+class InstrumentedClient:
+    """Wraps a Commerce API client: every request's duration and outcome are counted."""
+
+    def __init__(self, client: Any):
+        self.client = client
+
+    def send(self, request: Any, event_id: str = "") -> Any:
+        outcome = self.client.send(request, event_id)
+        name = endpoint(request.path)
+        if outcome.duration:
+            API_SECONDS.labels(name).observe(outcome.duration)
+        result = "ok" if outcome.ok else ("transient" if outcome.transient else "permanent")
+        API_RESULTS.labels(name, result).inc()
+        return outcome

@@ -200,7 +200,8 @@ class Relay:
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"relay did not start; see {self.log}")
+        self.process.kill()
+        raise RuntimeError(f"relay did not start:\n{self.log.read_text()[-3000:]}")
 
     def worker_pids(self) -> list[int]:
         pids = []

@@ -20,13 +20,24 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready to accept webhooks: Redis answers."""
+    """Ready to accept webhooks: the configuration loaded (the app would not exist
+    otherwise) and Redis answers. Lists the enabled platforms, without their secrets."""
     ctx: WebContext = current_app.extensions["relay"]
+    enabled = [p.name for p in ctx.registry if ctx.settings.secret_for(p.name)]
     try:
         ctx.redis.ping()
     except RedisError:
-        return jsonify(status="unavailable", checks={"redis": "unreachable"}), 503
-    return jsonify(status="ok", checks={"redis": "ok"})
+        return jsonify(
+            status="unavailable",
+            checks={"redis": "unreachable", "configuration": "ok"},
+            platforms=enabled,
+        ), 503
+    return jsonify(
+        status="ok",
+        checks={"redis": "ok", "configuration": "ok"},
+        platforms=enabled,
+        mode="sandbox" if ctx.settings.sandbox else "live",
+    )
 
 
 @bp.get("/metrics")

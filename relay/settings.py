@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_API_URL = "https://api.sequenzy.com"
 DEFAULT_BIND = "127.0.0.1:8000"
@@ -101,6 +102,10 @@ class Settings:
                 secrets[spec.name] = value
             found = {opt: env.text(var) for opt, var in spec.option_variables.items()}
             options[spec.name] = {k: v for k, v in found.items() if v is not None}
+            for option, value in options[spec.name].items():
+                problem = _option_problem(option, value)
+                if problem:
+                    raise ConfigError(f"{spec.option_variables[option]}: {problem}")
         return cls(
             commerce_api_url=env.url("RELAY_COMMERCE_API_URL", DEFAULT_API_URL),
             commerce_api_key=env.secret("RELAY_COMMERCE_API_KEY"),
@@ -146,6 +151,19 @@ class PlatformSettingsSpec:
     @property
     def option_variables(self) -> dict[str, str]:
         return {opt: f"RELAY_{self.env_name}_{opt.upper()}" for opt in self.options}
+
+
+def _option_problem(option: str, value: str) -> str | None:
+    """Mapper options with a meaning the relay knows are checked at start-up, so a typo
+    stops the relay instead of dead-lettering every event."""
+    if option == "currency" and not (len(value) == 3 and value.isalpha() and value.isupper()):
+        return f"expected an ISO 4217 code such as EUR, got {value!r}"
+    if option == "timezone":
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            return f"expected an IANA time zone such as America/New_York, got {value!r}"
+    return None
 
 
 class _Env:

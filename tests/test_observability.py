@@ -51,7 +51,8 @@ def test_web_error_reaches_sentry_without_personal_data_or_secrets(sentry, setti
     def broken(request):
         raise RuntimeError("could not read postback for ada.lovelace@example.com")
 
-    object.__setattr__(platform, "describe", broken)
+    original = platform.describe
+    object.__setattr__(platform, "describe", broken)  # the registry is shared: restore below
     try:
         response = app.test_client().post(
             f"/webhooks/checkoutchamp/{SECRET_TOKEN}?emailAddress=ada.lovelace%40example.com",
@@ -63,7 +64,7 @@ def test_web_error_reaches_sentry_without_personal_data_or_secrets(sentry, setti
             },
         )
     finally:
-        object.__delattr__(platform, "describe")
+        object.__setattr__(platform, "describe", original)
     assert response.status_code == 500
     assert response.get_json()["error"]["code"] == "internal_error"
     sentry_sdk.flush()

@@ -71,3 +71,18 @@ def test_empty_file_secret_is_an_error(tmp_path):
     empty.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         load({"RELAY_WOOCOMMERCE_SECRET_FILE": str(empty)})
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"RELAY_WOOCOMMERCE_CURRENCY": "euro"}, "RELAY_WOOCOMMERCE_CURRENCY"),
+        ({"RELAY_CHECKOUTCHAMP_TIMEZONE": "Mars/Olympus"}, "RELAY_CHECKOUTCHAMP_TIMEZONE"),
+    ],
+)
+def test_mapper_options_are_checked_at_start(env, variable):
+    with pytest.raises(ConfigError, match=f"^{variable}: expected"):
+        load(env)
+    assert load({"RELAY_STICKYIO_TIMEZONE": "Europe/Paris"}).options_for("stickyio") == {
+        "timezone": "Europe/Paris"
+    }

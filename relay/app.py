@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 from redis import Redis
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from relay import health, ingest
+from relay import admin, health, ingest
 from relay.errors import install_error_handlers
 from relay.event_queue import EventQueue
 from relay.redis_conn import connect
@@ -30,6 +31,10 @@ def create_app(
         redis = connect(settings.redis_url)
 
     app = Flask("relay")
+    if settings.trust_proxy:
+        # The admin cookie is marked Secure only for HTTPS requests, and rate limits and
+        # logs want the client's address: both come from the proxy's headers.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     app.extensions["relay"] = WebContext(
@@ -41,4 +46,5 @@ def create_app(
     install_error_handlers(app)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
     return app

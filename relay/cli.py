@@ -66,7 +66,7 @@ def _setup_process(component: str, settings: Settings) -> None:
     directory shared by this process's children unless `relay run` gave one."""
     from relay import logs, observability
 
-    logs.configure()
+    logs.configure(settings.log_level, log_format=settings.log_format)
     observability.init_sentry(settings, component)
     if component == "supervisor":  # `relay run`: its children share <data dir>/metrics
         metrics_dir = settings.data_dir / "metrics"

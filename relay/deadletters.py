@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from redis import Redis
+from redis import Redis, WatchError
 
 from relay.event_queue import EventQueue
 from relay.events import RawEvent
@@ -117,10 +117,19 @@ def replay(events: EventQueue, letters: Iterable[DeadLetter]) -> int:
     store = DeadLetters(events.redis)
     count = 0
     for letter in letters:
-        pipe = events.redis.pipeline(transaction=True)
-        pipe.multi()
-        events.requeue(RawEvent.from_dict(letter.event), pipe=pipe)
-        store.remove([letter], pipe=pipe)
-        pipe.execute()
+        with events.redis.pipeline(transaction=True) as pipe:
+            # Two replays of one letter at once: only the one that still finds it replays.
+            pipe.watch(_entry_key(letter.id))
+            if not pipe.exists(_entry_key(letter.id)):
+                continue
+            pipe.multi()
+            events.requeue(RawEvent.from_dict(letter.event), pipe=pipe)
+            store.remove([letter], pipe=pipe)
+            try:
+                pipe.execute()
+            except WatchError:
+                continue
         count += 1
+    if count:
+        events.enqueue_drain()
     return count

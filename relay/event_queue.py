@@ -10,6 +10,7 @@ Jobs carry JSON (not pickles), so queued events survive an upgrade of the relay'
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,13 +20,14 @@ from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from relay import stats
-from relay.events import RawEvent
+from relay import inbox, stats
+from relay.events import RawEvent, new_event_id
 
 QUEUE_NAME = "relay"
 PROCESS_EVENT = "relay.jobs.process_event"
 DELIVER_PENDING = "relay.jobs.deliver_pending"
 FLUSH_PRODUCTS = "relay.jobs.flush_products"
+DRAIN_INBOX = "relay.jobs.drain_inbox"
 # A worker killed mid-job (SIGKILL, OOM) leaves its job "started"; RQ's maintenance notices
 # and re-runs it this many times. Failures the relay understands never get here: they are
 # retried on the relay's own schedule or dead-lettered.
@@ -62,38 +64,45 @@ class EventQueue:
     def accept(self, event: RawEvent, dedup_key: str) -> bool:
         """Store the event unless its dedup key was seen within the window.
 
-        Returns False for a duplicate. Raises redis.RedisError when Redis is unreachable.
+        One transaction, one round trip: the dedup mark, the event in the inbox, the
+        platform's stats. Returns False for a duplicate. Raises redis.RedisError when Redis
+        is unreachable (nothing was stored then).
         """
         mark = dedup_mark_key(event.platform, dedup_key)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.multi()  # RQ joins an explicit MULTI instead of starting its own
         pipe.set(mark, event.id, nx=True, ex=self.dedup_window_seconds)
         stats.record_stored(pipe, event.platform, event.received_at)
+        wake = inbox.push(pipe, inbox.Entry(event.to_dict(), mark))
+        results = pipe.execute()
+        if results[wake]:
+            self.enqueue_drain()
+        return bool(results[0])
+
+    def mark_owners(self, marks: list[str | None]) -> list[str | None]:
+        """The event id each dedup mark names (None for no mark, or an expired one). An
+        event whose mark names another lost a race with its twin: the worker drops it."""
+        present = [m for m in marks if m]
+        owners = dict(zip(present, self.redis.mget(present), strict=True)) if present else {}
+        return [owners[m].decode() if m and owners.get(m) else None for m in marks]
+
+    def requeue(self, event: RawEvent, pipe: Any) -> None:
+        """Put a raw event back in the inbox, to be mapped again (replay), in the caller's
+        transaction; the caller queues a drain job once it is committed. No dedup mark:
+        the event is wanted again."""
+        inbox.push(pipe, inbox.Entry(event.to_dict(), None))
+
+    def enqueue_drain(self) -> None:
+        """A job that handles the inbox chunk by chunk (relay/inbox.py)."""
+        drain_id = new_event_id()
         self.queue.enqueue_call(
-            PROCESS_EVENT,
-            args=(event.to_dict(), mark),
-            pipeline=pipe,
-            **self._job_options(event.id, event),
-        )
-        first_sighting = pipe.execute()[0]
-        return bool(first_sighting)
-
-    def is_duplicate(self, event_id: str, mark: str | None) -> bool:
-        """True when the dedup mark belongs to another event (this one lost a race)."""
-        if not mark:
-            return False
-        owner = self.redis.get(mark)
-        return owner is not None and owner.decode() != event_id
-
-    def requeue(self, event: RawEvent, pipe: Any = None) -> None:
-        """Put a raw event back to be mapped again (replay). No dedup mark: it is wanted.
-
-        A caller's `pipe` must already be in MULTI mode (`pipe.multi()`)."""
-        self.queue.enqueue_call(
-            PROCESS_EVENT,
-            args=(event.to_dict(), None),
-            pipeline=pipe,
-            **self._job_options(f"{event.id}-replay", event),
+            DRAIN_INBOX,
+            args=(drain_id,),
+            job_id=f"drain-{drain_id}",
+            description=f"drain inbox {drain_id}",
+            timeout=self.job_timeout,
+            result_ttl=0,
+            ttl=None,
+            retry=ABANDONED_JOB_RETRIES,
         )
 
     def schedule_delivery(
@@ -112,7 +121,9 @@ class EventQueue:
             DELIVER_PENDING,
             args=(event.to_dict(), list(pending), attempt, first_attempt_at),
             status=JobStatus.SCHEDULED,
-            **self._job_options(f"{event.id}-attempt{attempt}", event),
+            # Unique per scheduling: a re-check keeps the attempt number, and reusing the id
+            # of the running job would let RQ delete the new one when the old one ends.
+            **self._job_options(f"{event.id}-attempt{attempt}-{secrets.token_hex(4)}", event),
         )
         self.queue.schedule_job(job, datetime.now(UTC) + timedelta(seconds=delay_seconds))
 

@@ -28,3 +28,7 @@ def deliver_pending(
 
 def flush_products(batch_id: str, attempt: int = 1, first_attempt_at: float | None = None) -> str:
     return current().processor.flush_products(batch_id, attempt, first_attempt_at)
+
+
+def drain_inbox(drain_id: str) -> str:
+    return current().processor.drain(drain_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -84,15 +83,20 @@ class TextFormatter(logging.Formatter):
         return f"{base} {extras}" if extras else base
 
 
-def configure(level: str | None = None, stream: Any = None) -> None:
-    """Log as JSON lines, or as text when writing to a terminal (RELAY_LOG_FORMAT=json|text
-    forces one). Called once per process."""
+def use_text(log_format: str | None, stream: Any = None) -> bool:
+    """RELAY_LOG_FORMAT decides; unset, text in a terminal and JSON lines otherwise."""
+    if log_format:
+        return log_format == "text"
+    return (stream or sys.stderr).isatty()
+
+
+def configure(level: str = "INFO", stream: Any = None, log_format: str | None = None) -> None:
+    """Log as JSON lines, or as text when writing to a terminal. Once per process."""
     stream = stream or sys.stderr
-    chosen = os.environ.get("RELAY_LOG_FORMAT") or ("text" if stream.isatty() else "json")
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(TextFormatter() if chosen == "text" else JsonFormatter())
+    handler.setFormatter(TextFormatter() if use_text(log_format, stream) else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("RELAY_LOG_LEVEL", "INFO").upper())
+    root.setLevel(level.upper())
     # RQ logs job arguments (customer data) at INFO; gunicorn's access log is off anyway.
     logging.getLogger("rq").setLevel(logging.WARNING)

@@ -25,10 +25,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from redis import Redis, RedisError
-from rq.utils import utcparse
 
 from relay import stats
 from relay.event_queue import QUEUE_NAME
+from relay.inbox import INBOX, Entry
 
 WEBHOOKS = Counter(
     "relay_webhooks",
@@ -80,19 +80,18 @@ class QueueCollector:
             yield up
 
     def _collect(self) -> Iterable[Any]:
-        queue_key = f"rq:queue:{QUEUE_NAME}"
         pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(queue_key)
+        pipe.llen(INBOX)
+        pipe.llen(f"rq:queue:{QUEUE_NAME}")
         pipe.zcard(f"rq:scheduled:{QUEUE_NAME}")
         pipe.zcard("relay:dlq")
         pipe.hlen("relay:outbox:products")
-        pipe.lindex(queue_key, 0)
-        depth, scheduled, dead, outbox, oldest_id = pipe.execute()
+        pipe.lindex(INBOX, -1)  # the oldest waiting event
+        depth, jobs, scheduled, dead, outbox, oldest = pipe.execute()
         oldest_age = 0.0
-        if oldest_id is not None:
-            enqueued = self.redis.hget(f"rq:job:{oldest_id.decode()}", "enqueued_at")
-            if enqueued:
-                oldest_age = max(time.time() - _rq_time(enqueued.decode()), 0.0)
+        if oldest is not None:
+            received = Entry.from_json(oldest).event.get("received_at", time.time())
+            oldest_age = max(time.time() - float(received), 0.0)
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             family = GaugeMetricFamily(name, doc)
@@ -100,8 +99,13 @@ class QueueCollector:
             return family
 
         yield gauge("relay_redis_up", "Whether Redis answered the scrape.", 1)
-        yield gauge("relay_queue_depth", "Events and jobs waiting for a worker.", depth)
-        yield gauge("relay_oldest_waiting_seconds", "Age of the oldest waiting job.", oldest_age)
+        yield gauge("relay_queue_depth", "Webhooks stored and waiting for a worker.", depth)
+        yield gauge(
+            "relay_oldest_waiting_seconds", "Age of the oldest waiting webhook.", oldest_age
+        )
+        yield gauge(
+            "relay_jobs_waiting", "Worker jobs queued (drains, flushes, retries due).", jobs
+        )
         yield gauge(
             "relay_scheduled_retries", "Deliveries waiting for their retry time.", scheduled
         )
@@ -116,10 +120,6 @@ class QueueCollector:
             if platform_stats.last_seen is not None:
                 last.add_metric([platform_stats.platform], platform_stats.last_seen)
         yield last
-
-
-def _rq_time(text: str) -> float:
-    return utcparse(text).timestamp()
 
 
 def render(redis: Redis, platforms: list[str]) -> tuple[bytes, str]:

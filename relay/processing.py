@@ -1,13 +1,12 @@
-"""What a worker does with one stored event: map, validate, plan, deliver, retry or give up.
+"""What a worker does with stored events: map, validate, plan, deliver, retry or give up.
 
-    raw event --mapper--> records --schemas--> valid records --planner--> guarded requests
-              --rules + client--> delivered | skipped | retry scheduled in Redis | dead letter
-                                  product writes --> outbox --> batches of 100 (flush job)
+    inbox chunk --mapper--> records --schemas--> valid records --planner--> guarded requests
+                --rules + client (relay/delivery.py)--> delivered | skipped | retry | dead
+                product writes --> outbox --> batches of 100
 
 Every way out is recorded: a mapping bug or an invalid record is a dead letter (replayable
-after the fix), a transient API failure is a retry on the schedule, a permanent one or the
-last attempt is a dead letter with the API's answer. Before each attempt of each request,
-the entity rules decide under the entity's lock whether it still should go.
+after the fix), a transient API failure is a retry on the schedule (in Redis, so restarts
+keep it), a permanent one or the last attempt is a dead letter with the API's answer.
 """
 
 from __future__ import annotations
@@ -23,20 +22,21 @@ from typing import Any
 from relay import metrics
 from relay.commerce_api import ApiRequest, Client, Outcome, product_path
 from relay.deadletters import DeadLetter, DeadLetters
+from relay.delivery import DeliveryBatch, Item, Result
 from relay.entity_rules import Guard, attempting, decide, delivered, fingerprint, skipped
 from relay.entity_state import EntityStore, LockTimeout
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from relay.inbox import Entry, Inbox
 from relay.mapping import IgnoreEvent, Record
-from relay.planning import Planner, effect_key
+from relay.planning import Plan, Planner
 from relay.product_outbox import BATCH_SIZE, ProductOutbox, ProductWrite
 from relay.registry import Registry
 from relay.schemas import record_errors
 from relay.settings import RetryPolicy, Settings
 
 log = logging.getLogger("relay.worker")
-SKIPPED = Outcome(ok=True, status=None)
-BUSY_RETRY_SECONDS = 1.0  # another worker holds the entity: try again shortly
+DRAIN_BUDGET_SECONDS = 5.0  # then let RQ run what else waits (retries), and continue
 
 
 class EventProcessor:
@@ -50,6 +50,7 @@ class EventProcessor:
         store: EntityStore,
         planner: Planner,
         outbox: ProductOutbox,
+        inbox: Inbox | None = None,
         rng: random.Random | None = None,
     ):
         self.settings = settings
@@ -60,42 +61,97 @@ class EventProcessor:
         self.store = store
         self.planner = planner
         self.outbox = outbox
+        self.inbox = inbox or Inbox(events.redis)
         self.rng = rng or random.Random()
+        self.batch = DeliveryBatch(store, client, self._delivered)
 
-    # --- first attempt: from the raw event ---------------------------------------------
+    # --- the inbox: events in chunks ---------------------------------------------------
+
+    def drain(self, drain_id: str) -> str:
+        """Handle inbox events chunk by chunk until it is empty (or the budget is spent:
+        then a continuation job is queued, so retries waiting in RQ get their turn)."""
+        entries = self.inbox.inflight(drain_id)  # a killed run of this job left these
+        handled, started = 0, time.monotonic()
+        while True:
+            entries = entries or self.inbox.take(drain_id)
+            if not entries:
+                if self.inbox.sleep():
+                    break
+                continue
+            self.process_chunk(entries)
+            self.inbox.done(drain_id)
+            handled += len(entries)
+            entries = []
+            self.inbox.keep_awake()
+            self.schedule_flush(inline=True)
+            if time.monotonic() - started > DRAIN_BUDGET_SECONDS and self.inbox.depth():
+                self.events.enqueue_drain()
+                break
+        return f"{handled} events"
 
     def process(self, event: RawEvent, dedup_mark: str | None = None) -> str:
-        """Handle a freshly stored (or replayed) raw event. Returns the outcome's name."""
-        if self.events.is_duplicate(event.id, dedup_mark):
-            return self._done(event, "duplicate")
+        """One event (tests, and jobs queued by an older relay)."""
+        outcome = self.process_chunk([Entry(event.to_dict(), dedup_mark)])[0]
+        self.schedule_flush()
+        return outcome
+
+    def process_chunk(self, entries: Sequence[Entry]) -> list[str]:
+        events = [RawEvent.from_dict(entry.event) for entry in entries]
+        owners = self.events.mark_owners([entry.mark for entry in entries])
+        outcomes: dict[str, str] = {}
+        items: list[Item] = []
+        writes: list[ProductWrite] = []
+        now = time.time()
+        for event, owner in zip(events, owners, strict=True):
+            if owner is not None and owner != event.id:  # lost a race with its twin
+                outcomes[event.id] = self._done(event, "duplicate")
+                continue
+            plan = self._plan(event, outcomes)
+            if plan is None:
+                continue
+            writes.extend(plan.products)
+            if plan.requests:
+                items.append(Item(event, plan.requests, 1, now))
+            else:
+                outcomes[event.id] = self._done(
+                    event,
+                    "products_queued"
+                    if plan.products
+                    else ("held" if plan.held else "nothing_to_send"),
+                )
+        if writes:
+            self.outbox.put_many(writes)  # the caller flushes when due
+        if items:
+            outcomes.update(self._deliver(items))
+        return [outcomes.get(event.id, "") for event in events]
+
+    def _plan(self, event: RawEvent, outcomes: dict[str, str]) -> Plan | None:
         platform = self.registry.get(event.platform)
         if platform is None:
-            return self._dead(event, "unknown_platform", f"no mapper for {event.platform!r}")
+            outcomes[event.id] = self._dead(
+                event, "unknown_platform", f"no mapper for {event.platform!r}"
+            )
+            return None
         try:
             records = platform.map_event(event, self.settings.options_for(event.platform))
         except IgnoreEvent as exc:
-            return self._done(event, "ignored", reason=exc.reason)
+            outcomes[event.id] = self._done(event, "ignored", reason=exc.reason)
+            return None
         except Exception as exc:  # a mapper bug must cost a dead letter, not the event
-            return self._dead(event, "mapping_error", _describe(exc))
+            outcomes[event.id] = self._dead(event, "mapping_error", _describe(exc))
+            return None
         invalid = {i: errs for i, record in enumerate(records) if (errs := record_errors(record))}
         if invalid:
-            return self._dead(
+            outcomes[event.id] = self._dead(
                 event, "invalid_record", f"records failed validation: {invalid}", records=records
             )
+            return None
         plan = self.planner.plan(event, records)
         for note in plan.held:
             log.info("held", extra=_fields(event, reason=note))
-        for write in plan.products:
-            self.outbox.put(write)
-        if plan.products:
-            self.schedule_flush()
-        if plan.requests:
-            return self.deliver(event, plan.requests, attempt=1, first_attempt_at=time.time())
-        if plan.products:
-            return self._done(event, "products_queued")
-        return self._done(event, "held" if plan.held else "nothing_to_send")
+        return plan
 
-    # --- every attempt: deliver what is still pending ----------------------------------
+    # --- every attempt ---------------------------------------------------------------
 
     def deliver(
         self,
@@ -104,105 +160,90 @@ class EventProcessor:
         attempt: int,
         first_attempt_at: float,
     ) -> str:
-        for index, request in enumerate(pending):
-            outcome = self._send_guarded(event, request)
-            if outcome.ok:
-                metrics.DELIVERIES.labels(
-                    metrics.endpoint(request.path),
-                    "skipped" if outcome is SKIPPED else "delivered",
-                ).inc()
-                if outcome is not SKIPPED:
-                    log.info(
-                        "delivered",
-                        extra=_fields(
-                            event,
-                            request=request,
-                            status=outcome.status,
-                            duration=outcome.duration,
-                            attempt=attempt,
-                        ),
-                    )
-                continue
-            remaining = [r.to_dict() for r in pending[index:]]
-            if outcome.transient and attempt < self.settings.retry.max_attempts:
-                delay = retry_delay(self.settings.retry, attempt, outcome.retry_after, self.rng)
-                self.events.schedule_delivery(
-                    event, remaining, attempt + 1, first_attempt_at, delay
-                )
-                metrics.DELIVERIES.labels(metrics.endpoint(request.path), "retry").inc()
-                log.warning(
-                    "retry scheduled",
-                    extra=_fields(
-                        event,
-                        request=request,
-                        status=outcome.status,
-                        error=outcome.error,
-                        attempt=attempt,
-                        retry_in=round(delay, 1),
-                    ),
-                )
-                return "retrying"
-            reason = "retries_exhausted" if outcome.transient else "permanent_error"
-            metrics.DELIVERIES.labels(metrics.endpoint(request.path), "dead_letter").inc()
-            return self._dead(
-                event,
-                reason,
-                outcome.error,
-                pending=remaining,
-                response=outcome.to_dict(),
-                attempts=attempt,
-                first_attempt_at=first_attempt_at,
-            )
-        metrics.EVENT_DELAY.observe(max(time.time() - event.received_at, 0.0))
-        return self._done(event, "delivered")
+        """A scheduled retry of one event's remaining requests."""
+        return self._deliver([Item(event, list(pending), attempt, first_attempt_at)])[event.id]
 
-    def _send_guarded(self, event: RawEvent, request: ApiRequest) -> Outcome:
-        """Send unless the entity's rules say the API already has it (or something newer)."""
-        if request.guard is None:
-            return self.client.send(request, event.id)
-        guard = Guard.from_dict(request.guard)
-        try:
-            with self.store.lock(guard.lock):
-                state = self.store.load(guard.entity)
-                related = self.store.load(guard.related) if guard.related else {}
-                decision = decide(guard, state, related)
-                if not decision.send:
-                    self.store.update(guard.entity, skipped(guard, decision, state))
-                    log.info(
-                        "skipped", extra=_fields(event, request=request, reason=decision.reason)
-                    )
-                    return SKIPPED
-                self.store.update(guard.entity, attempting(guard, state))
-                if decision.announce_first:
-                    placed = _announcement(request)
-                    outcome = self.client.send(placed, event.id)
-                    if not outcome.ok:
-                        return outcome
-                    announced = delivered(Guard.from_dict(placed.guard or {}), state)
-                    self.store.update(guard.entity, announced)
-                    state = {**state, **announced}
-                outcome = self.client.send(request, event.id)
-                if outcome.ok:
-                    self.store.update(guard.entity, delivered(guard, state))
-                return outcome
-        except LockTimeout:
-            return Outcome(
-                ok=False,
-                transient=True,
-                retry_after=BUSY_RETRY_SECONDS,
-                error=f"{guard.entity} is busy in another worker",
+    def _deliver(self, items: list[Item]) -> dict[str, str]:
+        outcomes = {}
+        for result in self.batch.run(items):
+            outcomes[result.item.event.id] = self._settle(result)
+        return outcomes
+
+    def _delivered(
+        self, event: RawEvent, request: ApiRequest, outcome: Outcome, attempt: int
+    ) -> None:
+        metrics.DELIVERIES.labels(metrics.endpoint(request.path), "delivered").inc()
+        log.info(
+            "delivered",
+            extra=_fields(
+                event,
+                request=request,
+                status=outcome.status,
+                duration=outcome.duration,
+                attempt=attempt,
+            ),
+        )
+
+    def _settle(self, result: Result) -> str:
+        item, event = result.item, result.item.event
+        if result.delivered:
+            metrics.EVENT_DELAY.observe(max(time.time() - event.received_at, 0.0))
+            return self._done(event, "delivered")
+        remaining = [r.to_dict() for r in result.remaining]
+        path = metrics.endpoint(result.remaining[0].path)
+        outcome = result.outcome
+        if outcome is None:  # decided again shortly: not a failed attempt
+            delay = result.retry_after or 1.0
+            self.events.schedule_delivery(
+                event, remaining, item.attempt, item.first_attempt_at, delay
             )
+            return "rechecking"
+        if outcome.transient and item.attempt < self.settings.retry.max_attempts:
+            delay = retry_delay(self.settings.retry, item.attempt, outcome.retry_after, self.rng)
+            self.events.schedule_delivery(
+                event, remaining, item.attempt + 1, item.first_attempt_at, delay
+            )
+            metrics.DELIVERIES.labels(path, "retry").inc()
+            log.warning(
+                "retry scheduled",
+                extra=_fields(
+                    event,
+                    request=result.remaining[0],
+                    status=outcome.status,
+                    error=outcome.error,
+                    attempt=item.attempt,
+                    retry_in=round(delay, 1),
+                ),
+            )
+            return "retrying"
+        reason = "retries_exhausted" if outcome.transient else "permanent_error"
+        metrics.DELIVERIES.labels(path, "dead_letter").inc()
+        return self._dead(
+            event,
+            reason,
+            outcome.error,
+            pending=remaining,
+            response=outcome.to_dict(),
+            attempts=item.attempt,
+            first_attempt_at=item.first_attempt_at,
+        )
 
     # --- products: the outbox and its batches ------------------------------------------
 
-    def schedule_flush(self) -> None:
-        if self.outbox.flush_due(queued_jobs=self.events.depth()):
-            if self.outbox.claim_flush():
-                self.events.enqueue_flush(new_batch_id(), at_front=True)
-        elif self.outbox.claim_safety_flush():
-            # Nothing else guarantees a flush if no more jobs come: the oldest write waits
-            # about a second at most (the scheduler looks every second).
-            self.events.enqueue_flush(new_batch_id(), delay_seconds=1.0)
+    def schedule_flush(self, inline: bool = False) -> None:
+        """Flush now when due (inline in a drain job, else as a job at the queue's front);
+        otherwise make sure a flush comes within about a second."""
+        # Inline, only the inbox counts: RQ jobs behind a drain carry no product writes.
+        waiting = self.inbox.depth() + (0 if inline else self.events.depth())
+        if self.outbox.flush_due(queued_jobs=waiting):
+            if inline:
+                self.flush_products(new_event_id())
+            elif self.outbox.claim_flush():
+                self.events.enqueue_flush(new_event_id(), at_front=True)
+        elif self.outbox.waiting() and self.outbox.claim_safety_flush():
+            # Nothing else guarantees a flush if no more events come: the oldest write
+            # waits about a second at most (the scheduler looks every second).
+            self.events.enqueue_flush(new_event_id(), delay_seconds=1.0)
 
     def flush_products(
         self, batch_id: str, attempt: int = 1, first_attempt_at: float | None = None
@@ -215,10 +256,7 @@ class EventProcessor:
                 failure = self._flush(batch_id, self.outbox.batch(batch_id))
         except LockTimeout:
             failure = Outcome(
-                ok=False,
-                transient=True,
-                retry_after=BUSY_RETRY_SECONDS,
-                error="another flush holds the products",
+                ok=False, transient=True, retry_after=1.0, error="another flush holds the products"
             )
         left = self.outbox.batch(batch_id)
         if not left:
@@ -228,6 +266,7 @@ class EventProcessor:
         if attempt < self.settings.retry.max_attempts:
             delay = retry_delay(self.settings.retry, attempt, failure.retry_after, self.rng)
             self.events.enqueue_flush(batch_id, attempt + 1, first_attempt_at, delay_seconds=delay)
+            metrics.DELIVERIES.labels("products", "retry").inc(len(left))
             log.warning(
                 "product batch retry scheduled",
                 extra={
@@ -244,48 +283,53 @@ class EventProcessor:
         return "dead_letter"
 
     def _flush(self, batch_id: str, writes: list[ProductWrite]) -> Outcome | None:
-        """Send a batch; returns the transient failure that stopped it, if any."""
-        upserts: list[ProductWrite] = []
+        """Send a batch; returns the transient failure that stopped it, if any. State is
+        read and written for the whole batch at once (each write is an fsync)."""
+        guards = {w.product_id: Guard.from_dict(w.guard) for w in writes}
+        state = self.store.load_many(g.entity for g in guards.values())
+        kept: dict[str, dict[str, str]] = {}
+        skipped_ids, deletes, upserts = [], [], []
         for write in writes:
-            guard = Guard.from_dict(write.guard)
-            state = self.store.load(guard.entity)
-            decision = decide(guard, state)
+            guard = guards[write.product_id]
+            decision = decide(guard, state[guard.entity])
             if not decision.send:
-                self.store.update(guard.entity, skipped(guard, decision, state))
-                self.outbox.done(batch_id, [write.product_id])
-            elif write.op == "delete":
-                request = ApiRequest("DELETE", product_path(write.product_id), None, guard.entity)
-                outcome = self.client.send(request)
-                if outcome.ok:
-                    self.store.update(guard.entity, delivered(guard, state))
-                    self.outbox.done(batch_id, [write.product_id])
-                elif outcome.transient:
-                    return outcome
-                else:
-                    self._dead_writes([write], "permanent_error", outcome, 1, None)
-                    self.outbox.done(batch_id, [write.product_id])
+                kept[guard.entity] = skipped(guard, decision, state[guard.entity])
+                skipped_ids.append(write.product_id)
             else:
-                upserts.append(write)
+                (deletes if write.op == "delete" else upserts).append(write)
+        self.store.update_many(kept)
+        self.outbox.done(batch_id, skipped_ids)
+        for write in deletes:
+            guard = guards[write.product_id]
+            outcome = self.client.send(
+                ApiRequest("DELETE", product_path(write.product_id), None, guard.entity)
+            )
+            if outcome.transient:
+                return outcome
+            if outcome.ok:
+                self.store.update(guard.entity, delivered(guard, state[guard.entity]))
+            else:
+                self._dead_writes([write], "permanent_error", outcome, 1, None)
+            self.outbox.done(batch_id, [write.product_id])
         for start in range(0, len(upserts), BATCH_SIZE):
-            failure = self._send_products(batch_id, upserts[start : start + BATCH_SIZE])
+            failure = self._send_products(batch_id, upserts[start : start + BATCH_SIZE], state)
             if failure is not None:
                 return failure
         return None
 
-    def _send_products(self, batch_id: str, chunk: list[ProductWrite]) -> Outcome | None:
-        for write in chunk:
-            guard = Guard.from_dict(write.guard)
-            self.store.update(guard.entity, attempting(guard, self.store.load(guard.entity)))
-        request = products_request(chunk)
-        outcome = self.client.send(request)
+    def _send_products(
+        self, batch_id: str, chunk: list[ProductWrite], state: dict[str, dict[str, str]]
+    ) -> Outcome | None:
+        guards = [Guard.from_dict(w.guard) for w in chunk]
+        self.store.update_many({g.entity: attempting(g, state[g.entity]) for g in guards})
+        outcome = self.client.send(products_request(chunk))
         if outcome.ok:
+            self.store.update_many({g.entity: delivered(g, state[g.entity]) for g in guards})
+            self.outbox.done(batch_id, [w.product_id for w in chunk])
             metrics.DELIVERIES.labels("products", "delivered").inc(len(chunk))
             now = time.time()
             for write in chunk:
-                guard = Guard.from_dict(write.guard)
-                self.store.update(guard.entity, delivered(guard, self.store.load(guard.entity)))
                 metrics.EVENT_DELAY.observe(max(now - write.event["received_at"], 0.0))
-            self.outbox.done(batch_id, [w.product_id for w in chunk])
             log.info(
                 "products delivered",
                 extra={
@@ -299,7 +343,7 @@ class EventProcessor:
             return outcome
         if len(chunk) > 1:  # one bad product must not sink the other 99: find it
             for write in chunk:
-                failure = self._send_products(batch_id, [write])
+                failure = self._send_products(batch_id, [write], state)
                 if failure is not None:
                     return failure
             return None
@@ -389,26 +433,6 @@ def products_request(writes: Sequence[ProductWrite]) -> ApiRequest:
         {"products": payloads},
         f"products:{len(payloads)}",
         key=f"products.{fingerprint(payloads)}",
-    )
-
-
-def new_batch_id() -> str:
-    return new_event_id()
-
-
-def _announcement(request: ApiRequest) -> ApiRequest:
-    """The `placed` event an order needs before its first fulfilled/cancelled/refunded."""
-    body = {k: v for k, v in (request.body or {}).items() if k != "refundAmountCents"}
-    body["status"] = "placed"
-    guard = {**(request.guard or {}), "status": "placed"}
-    guard.pop("refund", None)
-    return ApiRequest(
-        request.method,
-        request.path,
-        body,
-        request.entity,
-        guard,
-        effect_key(Guard.from_dict(guard)),
     )
 
 

@@ -91,6 +91,23 @@ class ProductOutbox:
             )
         )
 
+    def put_many(self, writes: list[ProductWrite]) -> None:
+        """Queue several writes in one round trip (in arrival order: a later write of the
+        same product replaces an earlier one unless it is older)."""
+        pipe = self.redis.pipeline(transaction=False)
+        now = time.time()
+        for n, write in enumerate(writes):
+            modified = (
+                "" if write.op == "delete" or write.modified is None else repr(write.modified)
+            )
+            stamped = ProductWrite(**{**write.__dict__, "seq": now + n * 1e-6})
+            self._put(
+                keys=[OUTBOX, SINCE],
+                args=[write.product_id, stamped.to_json(), modified, repr(now)],
+                client=pipe,
+            )
+        pipe.execute()
+
     def discard(self, product_id: str) -> None:
         self.redis.hdel(OUTBOX, product_id)
 

@@ -61,6 +61,10 @@ class Settings:
     web_workers: int = 2
     workers: int = 1
     redis_fsync: str = "always"
+    # Behind a TLS-terminating proxy: trust its X-Forwarded-For/-Proto (one hop).
+    trust_proxy: bool = False
+    log_format: str | None = None  # json | text; None: text in a terminal, else JSON
+    log_level: str = "INFO"
 
     @property
     def sandbox(self) -> bool:
@@ -127,6 +131,10 @@ class Settings:
             web_workers=env.integer("RELAY_WEB_WORKERS", 2, minimum=1),
             workers=env.integer("RELAY_WORKERS", 1, minimum=1),
             redis_fsync=env.choice("RELAY_REDIS_FSYNC", "always", ("always", "everysec", "no")),
+            trust_proxy=env.choice("RELAY_TRUST_PROXY", "no", ("yes", "no")) == "yes",
+            log_format=env.text("RELAY_LOG_FORMAT")
+            and env.choice("RELAY_LOG_FORMAT", "json", ("json", "text")),
+            log_level=env.choice("RELAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
 
 

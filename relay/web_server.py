@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from relay.logs import use_text
 from relay.settings import Settings
 
 
@@ -26,7 +26,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": "warning",
         "proc_name": "relay-web",
-        "logconfig_dict": _log_config(),
+        # Worker heartbeats in memory, not on the (possibly read-only, possibly slow) disk.
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        "logconfig_dict": _log_config(settings),
         "child_exit": _child_exit,
     }
 
@@ -39,11 +41,9 @@ def _child_exit(server: Any, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)
 
 
-def _log_config() -> dict[str, Any]:
+def _log_config(settings: Settings) -> dict[str, Any]:
     """gunicorn's own lines in the relay's format (JSON, or text in a terminal)."""
-    text = os.environ.get("RELAY_LOG_FORMAT") == "text" or (
-        not os.environ.get("RELAY_LOG_FORMAT") and sys.stderr.isatty()
-    )
+    text = use_text(settings.log_format)
     formatter = "relay.logs.TextFormatter" if text else "relay.logs.JsonFormatter"
     return {
         "version": 1,

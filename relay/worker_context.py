@@ -10,6 +10,7 @@ from relay.commerce_api import Client, CommerceClient, SandboxClient
 from relay.deadletters import DeadLetters
 from relay.entity_state import EntityStore
 from relay.event_queue import EventQueue
+from relay.inbox import Inbox
 from relay.metrics import InstrumentedClient
 from relay.planning import Planner
 from relay.processing import EventProcessor
@@ -52,6 +53,7 @@ def build(
         store,
         Planner(store, VariantMemory(redis)),
         ProductOutbox(redis),
+        Inbox(redis),
     )
     return WorkerContext(settings, redis, registry, processor)
 

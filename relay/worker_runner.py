@@ -14,20 +14,21 @@ Two things RQ leaves slow or fragile, handled here:
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import sys
 import time
 
 from redis import Redis, RedisError
 from rq import SimpleWorker
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
 from relay import worker_context
-from relay.event_queue import QUEUE_NAME, make_queue
-from relay.processes import HOST, local_pid_dead
+from relay.event_queue import QUEUE_NAME, EventQueue, make_queue
+from relay.inbox import Inbox
+from relay.processes import HOST, local_process_dead, owner_dead, owner_tag, started_at
 from relay.redis_conn import connect
 from relay.registry import Registry
 from relay.settings import Settings
@@ -40,15 +41,15 @@ MAINTENANCE_INTERVAL = 30
 
 
 def worker_name() -> str:
-    return f"relay:{HOST}:{os.getpid()}:{secrets.token_hex(3)}"
+    """relay:<host>:<pid>:<start time>, so a dead worker can be told from its successor."""
+    return f"relay:{owner_tag()}"
 
 
 def _gone(name: str) -> bool:
     """Is the worker of this name dead? Our worker names carry the host and process id."""
-    parts = name.split(":")
-    if len(parts) != 4 or parts[0] != "relay" or not parts[2].isdigit():
+    if not name.startswith("relay:"):
         return False
-    return local_pid_dead(parts[1], int(parts[2]))
+    return owner_dead(name.removeprefix("relay:"))
 
 
 def recover_intermediate_jobs(redis: Redis, settle_seconds: float = 1.0) -> int:
@@ -84,6 +85,61 @@ def recover_intermediate_jobs(redis: Redis, settle_seconds: float = 1.0) -> int:
     return recovered
 
 
+def recover_inbox(redis: Redis) -> int:
+    """Events a drain job took but will never finish (it failed for good, or its job is
+    gone) go back to the inbox; and a waiting inbox gets a drain job."""
+    inbox = Inbox(redis)
+    moved = 0
+    for drain_id in inbox.orphaned_inflight():
+        try:
+            status = Job.fetch(
+                f"drain-{drain_id}", connection=redis, serializer=JSONSerializer
+            ).get_status()
+        except NoSuchJobError:
+            status = None
+        if status in (
+            None,
+            JobStatus.FAILED,
+            JobStatus.FINISHED,
+            JobStatus.CANCELED,
+            JobStatus.STOPPED,
+        ):
+            moved += inbox.give_back(drain_id)
+    if moved:
+        log.warning("gave %d event(s) of a failed drain back to the inbox", moved)
+    ensure_draining(redis)
+    return moved
+
+
+def ensure_draining(redis: Redis) -> None:
+    """Queue a drain job if events wait and none is on its way (its flag expired)."""
+    inbox = Inbox(redis)
+    if inbox.depth() and inbox.wake():
+        EventQueue(redis).enqueue_drain()
+
+
+class RelayWorker(SimpleWorker):
+    """RQ's SimpleWorker, whose maintenance pass also checks that the inbox is drained."""
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        try:
+            ensure_draining(self.connection)
+        except RedisError:
+            log.warning("could not check the inbox")
+
+
+def _scheduler_gone(host: str, pid: int, info: dict[bytes, bytes]) -> bool:
+    """RQ records the scheduler's host and pid but not its start time: a live pid that
+    started after the scheduler registered is another process (pids are reused)."""
+    if local_process_dead(host, pid):
+        return True
+    began, created = started_at(pid), info.get(b"created_at")
+    if host != HOST or began is None or not created:
+        return False
+    return began > utcparse(created.decode()).timestamp() + 1
+
+
 def release_dead_scheduler_lock(redis: Redis) -> bool:
     """Free the retry scheduler's lock if the process holding it died on this host.
 
@@ -96,7 +152,7 @@ def release_dead_scheduler_lock(redis: Redis) -> bool:
         return False
     info = redis.hgetall(f"rq:scheduler:{holder.decode()}")
     host, pid = info.get(b"hostname", b"").decode(), info.get(b"pid", b"0").decode()
-    if not info or (pid.isdigit() and local_pid_dead(host, int(pid))):
+    if not info or (pid.isdigit() and _scheduler_gone(host, int(pid), info)):
         with redis.pipeline() as pipe:  # delete only if it is still the dead one's
             pipe.watch(lock_key)
             if pipe.get(lock_key) == holder:
@@ -156,8 +212,9 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
     try:
         recover_abandoned_jobs(queue_redis)
         recover_intermediate_jobs(queue_redis)
+        recover_inbox(queue_redis)
         release_dead_scheduler_lock(queue_redis)
-        worker = SimpleWorker(
+        worker = RelayWorker(
             [make_queue(queue_redis)],
             connection=queue_redis,
             serializer=JSONSerializer,

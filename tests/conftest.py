@@ -22,6 +22,8 @@ from relay import worker_context
 from relay.app import create_app
 from relay.commerce_api import CommerceClient
 from relay.event_queue import make_queue
+from relay.events import RawEvent
+from relay.inbox import INBOX, Entry
 from relay.registry import default_registry
 from relay.settings import RetryPolicy, Settings
 from tests.fakeapi import FakeCommerceApi
@@ -89,6 +91,14 @@ def app(settings, redis):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def stored_events(redis: Redis) -> list[RawEvent]:
+    """The raw events waiting in the inbox, oldest first (what ingest stored)."""
+    return [
+        RawEvent.from_dict(Entry.from_json(raw).event)
+        for raw in reversed(redis.lrange(INBOX, 0, -1))
+    ]
 
 
 # --- signing -----------------------------------------------------------------------------

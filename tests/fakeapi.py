@@ -168,6 +168,10 @@ class FakeCommerceApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per answer, sent at once: headers and body written separately with
+            # Nagle on cost every keep-alive request a 40 ms delayed-ACK stall.
+            disable_nagle_algorithm = True
+            wbufsize = 64 * 1024
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass

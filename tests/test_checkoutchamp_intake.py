@@ -13,9 +13,8 @@ from redis import Redis
 
 from relay.app import create_app
 from relay.deadletters import DeadLetters
-from relay.event_queue import make_queue
 from relay.events import RawEvent
-from tests.conftest import WorkerHarness
+from tests.conftest import WorkerHarness, stored_events
 
 TOKEN = "ckc-test-token-4f1e9b7c2d"
 FIXTURES = Path(__file__).parents[1] / "mappers/checkoutchamp/fixtures"
@@ -37,7 +36,7 @@ def client(ckc_settings, redis):
 
 
 def queued_events(redis: Redis) -> list[RawEvent]:
-    return [RawEvent.from_dict(job.args[0]) for job in make_queue(redis).get_jobs()]
+    return stored_events(redis)
 
 
 def post_json(client, body: bytes = NEW_SALE, url: str = URL, **kwargs):

@@ -12,6 +12,7 @@ from relay.commerce_api import SandboxClient
 from relay.deadletters import DeadLetter, DeadLetters
 from relay.event_queue import make_queue
 from relay.events import RawEvent
+from relay.inbox import INBOX, Entry
 from tests.conftest import API_KEY
 from tests.redis_server import free_port
 
@@ -63,8 +64,9 @@ def test_dlq_list_show_replay_purge(env, redis):
 
     replayed = invoke(env, "dlq", "replay", "evt-a")
     assert replayed.output.strip() == "replayed 1 dead letter"
-    [job] = make_queue(redis).get_jobs()
-    assert job.args[0]["id"] == "evt-a" and job.args[1] is None  # mapped again, no dedup
+    [entry] = [Entry.from_json(raw) for raw in redis.lrange(INBOX, 0, -1)]
+    assert entry.event["id"] == "evt-a" and entry.mark is None  # mapped again, no dedup
+    assert [job.func_name for job in make_queue(redis).get_jobs()] == ["relay.jobs.drain_inbox"]
     assert store.get("evt-a") is None
 
     purged = invoke(env, "dlq", "purge", "--all", "--platform", "stickyio", "--yes")

@@ -12,9 +12,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from relay.app import create_app
-from relay.event_queue import make_queue
 from relay.registry import default_registry
 from relay.settings import ConfigError, Settings
+from tests.conftest import stored_events
 
 SECRET = "whsec_" + base64.b64encode(b"custom-store-secret-key-32-bytes").decode()
 NEW_SECRET = "whsec_" + base64.b64encode(b"rotated-secret-key-also-32-bytes").decode()
@@ -46,14 +46,14 @@ def post(client, payload=PRODUCT, **kwargs):
 
 
 def stored(redis) -> int:
-    return len(make_queue(redis).get_jobs())
+    return len(stored_events(redis))
 
 
 def test_signed_valid_object_is_accepted(client, redis):
     response = post(client)
     assert response.status_code == 202
-    [job] = make_queue(redis).get_jobs()
-    assert job.args[0]["topic"] == "product"
+    [event] = stored_events(redis)
+    assert event.topic == "product"
 
 
 def test_list_of_objects_is_accepted(client, redis):

@@ -8,10 +8,9 @@ from pathlib import Path
 from redis import Redis
 
 from relay.app import create_app
-from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.redis_conn import connect
-from tests.conftest import WOO_SECRET, as_body, woo_headers
+from tests.conftest import WOO_SECRET, as_body, stored_events, woo_headers
 from tests.redis_server import free_port
 
 SAMPLE = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
@@ -25,8 +24,7 @@ def post(client, payload, topic="order.created", **headers):
 
 
 def queued_events(redis: Redis) -> list[RawEvent]:
-    queue = make_queue(redis)
-    return [RawEvent.from_dict(job.args[0]) for job in queue.get_jobs()]
+    return stored_events(redis)
 
 
 def test_signed_webhook_is_stored_byte_for_byte_and_answered_202(client, redis):

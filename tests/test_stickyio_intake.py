@@ -11,10 +11,9 @@ from redis import Redis
 
 from mappers.stickyio import IGNORED_TOPICS, PLATFORM
 from relay.app import create_app
-from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.fixtures import fixtures
-from tests.conftest import WorkerHarness
+from tests.conftest import WorkerHarness, stored_events
 
 TOKEN = "stk-0b9c1e7f3a5d48e2a6c4"
 URL = f"/webhooks/stickyio/{TOKEN}"
@@ -49,7 +48,7 @@ def client(sticky_settings, redis):
 
 
 def queued_events(redis: Redis) -> list[RawEvent]:
-    return [RawEvent.from_dict(job.args[0]) for job in make_queue(redis).get_jobs()]
+    return stored_events(redis)
 
 
 def get(client, fields: dict, url: str = URL, **kwargs):

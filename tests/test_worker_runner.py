@@ -28,9 +28,12 @@ def dead_pid() -> int:
 
 
 def queued_event(redis) -> Job:
+    """A job in the queue, as ingest leaves one: the drain job for a stored event."""
     event = RawEvent(new_event_id(), "woocommerce", "order.created", 0.0, b"{}")
     EventQueue(redis).accept(event, event.id)
-    return Job.fetch(event.id, connection=redis, serializer=JSONSerializer)
+    [job_id] = [j for j in make_queue(redis).get_job_ids() if j.startswith("drain-")][-1:]
+    redis.delete("relay:inbox:wake")  # the next accept queues its own drain job
+    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
 
 
 def take_as_started(redis, job: Job, worker_name: str) -> None:
@@ -94,3 +97,13 @@ def test_entity_lock_of_a_dead_holder_is_taken_over(redis):
     redis.set("relay:lock:order:2", "another-host:1:abcdef", px=60000)
     with pytest.raises(LockTimeout), store.lock("order:2", wait_seconds=0.2):
         pass
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_dead_holder(redis):
+    import os
+
+    from relay.processes import owner_dead, owner_tag
+
+    assert not owner_dead(owner_tag())  # this very process
+    pid = os.getpid()
+    assert owner_dead(f"{HOST}:{pid}:1")  # same pid, another start time: a new process

@@ -181,7 +181,19 @@ class FakeCommerceApi:
                 with contextlib.suppress(ConnectionResetError, BrokenPipeError):
                     super().handle()
 
+            def _introspect(self) -> None:
+                """GET /__requests: what arrived, for a benchmark in another process."""
+                with api._lock:
+                    listed = [
+                        {"method": r.method, "path": r.path, "at": r.at, "ids": _ids(r.body)}
+                        for r in api.requests
+                    ]
+                self._answer(200, {"requests": listed, "applied": len(api.applied)})
+
             def _handle(self) -> None:
+                if self.command == "GET" and self.path == "/__requests":
+                    self._introspect()
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 try:
@@ -236,6 +248,18 @@ class FakeCommerceApi:
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
         return Handler
+
+
+def _ids(body: Any) -> list[str]:
+    """What a request was about: its orderId/checkoutId, or its products' ids."""
+    if not isinstance(body, dict):
+        return []
+    if "products" in body:
+        return [str(p.get("productId")) for p in body["products"]]
+    for key in ("orderId", "checkoutId", "productId"):
+        if key in body:
+            return [str(body[key])]
+    return []
 
 
 def main() -> None:

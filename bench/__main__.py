@@ -1,0 +1,73 @@
+"""The benchmark harness: `python -m bench [ingest] [delivery] [batching] [live]`.
+
+Prints one line per figure against its target and writes bench/results/bench.json. Every
+throughput figure is a ratio against a ceiling measured in the same run, pair by pair,
+so a noisy machine does not decide it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import batching, delivery, ingest, live
+
+RESULTS = Path(__file__).parent / "results" / "bench.json"
+FIGURES = {"ingest": ingest, "delivery": delivery, "batching": batching, "live": live}
+
+
+def lines(name: str, result: dict) -> list[str]:
+    if name == "ingest":
+        return [
+            f"ingest     relay {result['relay_rps']} req/s vs bare {result['bare_rps']} req/s:"
+            f" ratio {result['ratio']} (target >= 0.6)",
+            f"ingest     at {result['half_peak_rps']} req/s (half the peak): p50"
+            f" {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms (target p99 < 25 ms)",
+        ]
+    if name == "delivery":
+        return [
+            f"delivery   relay {result['relay_per_second']} events/s vs plain loop"
+            f" {result['plain_loop_per_second']}/s: ratio {result['ratio']} (target >= 0.5)"
+        ]
+    if name == "batching":
+        return [
+            f"batching   {result['updates']} product updates in {result['requests']}"
+            f" requests (largest {result['largest_batch']}) (target <= 110)"
+        ]
+    e2e, foot = result["e2e"], result["footprint"]
+    return [
+        f"end to end {e2e['delivered']}/{e2e['events']} at {e2e['rate_per_second']}/s:"
+        f" p50 {e2e['p50_ms']} ms, p99 {e2e['p99_ms']} ms (target p50 < 50 ms)",
+        f"footprint  idle PSS {foot['idle']['pss_mb']} MB (RSS {foot['idle']['rss_mb']} MB),"
+        f" after {foot['events']} events PSS {foot['after_events']['pss_mb']} MB"
+        f" (target < 150 MB)",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("figures", nargs="*", choices=[[], *FIGURES], default=[])
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    report: dict = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+    }
+    for name in args.figures or list(FIGURES):
+        with tempfile.TemporaryDirectory(prefix=f"relay-bench-{name}-") as tmp:
+            report[name] = FIGURES[name].measure(Path(tmp))
+        for line in lines(name, report[name]):
+            print(line, flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

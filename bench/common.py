@@ -1,0 +1,139 @@
+"""What every benchmark needs: Redis, the fake Commerce API in its own process, signed
+WooCommerce bodies, process trees and their memory."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "mappers" / "woocommerce" / "fixtures"
+SECRET = "bench-woo-secret"
+API_KEY = "bench-api-key"
+
+
+def order_body(n: int) -> bytes:
+    order = json.loads((FIXTURES / "order.processing.guest.json").read_text())
+    order.update(id=200000 + n, number=str(200000 + n))
+    return json.dumps(order).encode()
+
+
+def product_body(n: int) -> bytes:
+    product = json.loads((FIXTURES / "product.simple.on-sale.json").read_text())
+    product.update(id=300000 + n, name=f"Mug {n}", date_modified_gmt="2024-03-01T11:00:00")
+    return json.dumps(product).encode()
+
+
+def signature(body: bytes) -> str:
+    return base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def woo_headers(body: bytes, topic: str = "order.created") -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Signature": signature(body),
+    }
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    """A redis-server as the relay embeds it: append-only, fsync on every write."""
+    server = RedisServer(workdir / "redis", appendfsync="always").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class FakeApiProcess:
+    """tests/fakeapi.py in its own process, so it does not share the benchmark's GIL."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakeapi", "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+        wait_http(f"{self.url}/__requests")
+
+    def requests(self) -> list[dict[str, Any]]:
+        return requests.get(f"{self.url}/__requests", timeout=30).json()["requests"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def relay_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+    env.update(RELAY_WOOCOMMERCE_SECRET=SECRET, RELAY_LOG_LEVEL="WARNING", **extra)
+    return env
+
+
+def process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def memory_mb(pids: list[int], skip: str = "redis-server") -> dict[str, float]:
+    """PSS (shared pages counted once across forked processes) and RSS, summed."""
+    pss = rss = 0
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        if skip.encode() in cmdline:
+            continue
+        pss += int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1))
+        rss += int(re.search(r"^Rss:\s+(\d+)", rollup, re.M).group(1))
+    return {"pss_mb": round(pss / 1024, 1), "rss_mb": round(rss / 1024, 1)}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]

@@ -54,7 +54,7 @@ def woo_headers(body: bytes, topic: str = "order.created") -> dict[str, str]:
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[RedisServer]:
     """A redis-server as the relay embeds it: append-only, fsync on every write."""
-    server = RedisServer(workdir / "redis", appendfsync="always").start()
+    server = RedisServer(workdir / "redis", appendfsync="always", unix=True).start()
     try:
         yield server
     finally:

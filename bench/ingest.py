@@ -31,6 +31,7 @@ from tests.redis_server import free_port
 CONNECTIONS = 16
 SECONDS = 5
 PAIRS = 3
+EXTRA_ENV: dict[str, str] = {}  # e.g. RELAY_WEB_WORKERS for experiments
 
 
 def _bodies_file(path: Path, count: int) -> Path:
@@ -98,7 +99,7 @@ def measure(workdir: Path) -> dict[str, Any]:
         raise RuntimeError("wrk is missing: apt-get install -y wrk")
     bodies = _bodies_file(workdir / "bodies.tsv", 40000)
     with redis_server(workdir) as redis:
-        env = relay_env(RELAY_REDIS_URL=redis.url)
+        env = relay_env(RELAY_REDIS_URL=redis.url, **EXTRA_ENV)
         relay_port, bare_port = free_port(), free_port()
         relay = _serve(["relay", "web"], relay_port, env, workdir / "relay-web.log")
         bare = _serve(["bench.bare_app"], bare_port, env, workdir / "bare.log")

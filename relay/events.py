@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 def new_event_id() -> str:
     """Sortable by arrival (millisecond clock first), unique by 64 random bits."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+    return f"{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
 
 
 @dataclass(frozen=True)

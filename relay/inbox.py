@@ -16,10 +16,10 @@ retry of an abandoned job, or a starting worker's recovery) handles those events
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis import Redis
 
 INBOX = "relay:inbox"
@@ -48,12 +48,13 @@ class Entry:
     event: dict[str, Any]  # RawEvent.to_dict()
     mark: str | None  # the dedup mark ingest set (None for a replay)
 
-    def to_json(self) -> str:
-        return json.dumps({"event": self.event, "mark": self.mark}, separators=(",", ":"))
+    def to_json(self) -> bytes:
+        # orjson: this runs once per webhook on the ingest path, several times faster.
+        return orjson.dumps({"event": self.event, "mark": self.mark})
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Entry:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
         return cls(data["event"], data.get("mark"))
 
 

@@ -12,30 +12,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 
 
-def _key(platform: str) -> str:
+def key(platform: str) -> str:
+    """Ingest's accept script writes `stored` and `last_seen` itself (relay/event_queue.py)."""
     return f"relay:stats:{platform}"
-
-
-def record_stored(pipe: Any, platform: str, now: float | None = None) -> None:
-    """Inside ingest's own transaction: no extra round trip on the hot path."""
-    pipe.hincrby(_key(platform), "stored", 1)
-    pipe.hset(_key(platform), "last_seen", repr(now or time.time()))
 
 
 def record(redis: Redis, platform: str, outcome: str, code: str = "") -> None:
     """duplicate | ignored | rejected (with the error code); best effort."""
     pipe = redis.pipeline(transaction=False)
-    pipe.hincrby(_key(platform), outcome, 1)
+    pipe.hincrby(key(platform), outcome, 1)
     now = repr(time.time())
     if outcome == "rejected":
-        pipe.hset(_key(platform), mapping={"last_rejected": now, "last_rejected_code": code})
+        pipe.hset(key(platform), mapping={"last_rejected": now, "last_rejected_code": code})
     else:
-        pipe.hset(_key(platform), "last_seen", now)
+        pipe.hset(key(platform), "last_seen", now)
     pipe.execute()
 
 
@@ -54,7 +48,7 @@ class PlatformStats:
 def read(redis: Redis, platforms: list[str]) -> list[PlatformStats]:
     pipe = redis.pipeline(transaction=False)
     for platform in platforms:
-        pipe.hgetall(_key(platform))
+        pipe.hgetall(key(platform))
     out = []
     for platform, raw in zip(platforms, pipe.execute(), strict=True):
         data = {k.decode(): v.decode() for k, v in raw.items()}

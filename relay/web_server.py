@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from relay.logs import use_text
@@ -29,8 +30,17 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Worker heartbeats in memory, not on the (possibly read-only, possibly slow) disk.
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "logconfig_dict": _log_config(settings),
+        "logger_class": "relay.web_server.QuietAccessLogger",
         "child_exit": _child_exit,
     }
+
+
+class QuietAccessLogger(glogging.Logger):
+    """No access log: gunicorn would otherwise format one per request (a logging config is
+    set, which switches its formatting on) only to drop it."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
 
 
 def _child_exit(server: Any, worker: Any) -> None:

@@ -22,14 +22,18 @@ class RedisServer:
     """`appendfsync=None`: no persistence (fast tests); "always": every acknowledged write
     is on disk, as the relay's embedded Redis runs."""
 
-    def __init__(self, directory: Path, appendfsync: str | None = None):
+    def __init__(self, directory: Path, appendfsync: str | None = None, unix: bool = False):
         self.directory = directory
         self.port = free_port()
         self.appendfsync = appendfsync
+        self.socket = (directory / "redis.sock").resolve() if unix else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The unix socket when there is one: what `relay run`'s embedded Redis uses."""
+        if self.socket is not None:
+            return f"unix://{self.socket}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
@@ -45,6 +49,8 @@ class RedisServer:
             "--save",
             "",
         ]
+        if self.socket is not None:
+            args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         if self.appendfsync:
             args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:

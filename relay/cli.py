@@ -11,13 +11,15 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from redis import Redis, RedisError
 
 from relay.registry import Registry, default_registry
 from relay.settings import ConfigError, Settings
+
+if TYPE_CHECKING:  # redis-py is heavy: `relay run`'s supervisor never imports it
+    from redis import Redis
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -288,6 +290,8 @@ def sandbox(limit: int, as_json: bool) -> None:
 @main.command()
 def check() -> None:
     """Validate configuration, reach Redis and the Commerce API; exit non-zero on a problem."""
+    from redis import exceptions as redis_errors
+
     from relay.commerce_api import CommerceClient
 
     settings, registry = _load()
@@ -298,7 +302,7 @@ def check() -> None:
             redis.ping()
         where = "RELAY_REDIS_URL" if settings.redis_url else f"embedded, {settings.data_dir}"
         click.echo(f"redis          ok ({where})")
-    except (RedisError, OSError) as exc:
+    except (redis_errors.RedisError, OSError) as exc:
         problems += 1
         click.echo(f"redis          UNREACHABLE: {type(exc).__name__}")
     if settings.sandbox:

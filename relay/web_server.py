@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -90,7 +91,12 @@ class RelayWebServer(BaseApplication):
     def load(self):
         from relay.app import create_app
 
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        # Everything imported so far is shared with the forked workers, page for page, until
+        # the garbage collector touches an object's header and the page is copied. Frozen
+        # objects are never scanned: the workers keep sharing them (PSS stays low).
+        gc.freeze()
+        return app
 
 
 def serve(settings: Settings) -> None:

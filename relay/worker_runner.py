@@ -13,6 +13,7 @@ Two things RQ leaves slow or fragile, handled here:
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -224,6 +225,7 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
             # passes (where it also takes over the scheduler of a dead worker).
             worker_ttl=MAINTENANCE_INTERVAL + 15,
         )
+        gc.freeze()  # shared with the scheduler process RQ forks: keep the pages shared
         worker.work(with_scheduler=True, burst=burst, logging_level="WARNING")
     except (RedisError, OSError) as exc:
         log.warning("lost Redis (%s); restarting when it is back", type(exc).__name__)

@@ -12,7 +12,6 @@ from typing import Any
 
 from relay.events import RawEvent
 from relay.mapping import BadRequest, MappingError, Record
-from relay.schemas import SCHEMAS
 
 TYPES = ("product", "order", "checkout", "back_in_stock")
 MAX_ITEMS = 1000  # per webhook; products still go out in API batches of 100
@@ -64,6 +63,8 @@ def parse_body(body: bytes) -> tuple[str, list[dict[str, Any]], bool]:
 
 def validation_errors(kind: str, items: list[dict[str, Any]], single: bool) -> dict[str, Any]:
     """Field errors keyed like the body: {"data": {...}} or {"data": {"3": {...}}}."""
+    from relay.schemas import SCHEMAS  # marshmallow: loaded by the web, not the supervisor
+
     schema = SCHEMAS[kind]
     errors = {str(i): errs for i, item in enumerate(items) if (errs := schema.validate(item))}
     if not errors:

@@ -479,6 +479,7 @@ def run_scenario(name: str, orders: int, products: int, checkouts: int, seed: in
     webhooks = shuffle_with_faults(events, rng)
     with tempfile.TemporaryDirectory(prefix=f"relay-faults-{name}-") as tmp:
         workdir = Path(tmp)
+        keep = Path(tempfile.mkdtemp(prefix=f"relay-faults-{name}-log-"))
         (workdir / "redis").mkdir()
         redis_server = RedisServer(workdir / "redis", appendfsync="always").start()
         api = FakeCommerceApi(api_key=API_KEY).start()
@@ -496,6 +497,9 @@ def run_scenario(name: str, orders: int, products: int, checkouts: int, seed: in
             result.sent, result.resent = sent, result.resent + api.resent
             result.dead_letters = redis.zcard("relay:dlq")
             result.seconds = time.monotonic() - started
+            if result.problems:  # keep the relay's log to find out why
+                (keep / "relay.log").write_bytes((workdir / "relay.log").read_bytes())
+                result.problems.append(f"relay log kept in {keep}")
         except Exception:
             print((workdir / "relay.log").read_text()[-6000:], file=sys.stderr)
             raise

@@ -76,7 +76,6 @@ def _announcement(request: ApiRequest) -> ApiRequest:
 @dataclass
 class _Send:
     item: Item
-    index: int  # position of the request in item.pending (announcements share it)
     request: ApiRequest
     guard: Guard | None
 
@@ -121,10 +120,10 @@ class DeliveryBatch:
                 result.remaining = list(item.pending)
                 result.retry_after = BUSY_RETRY_SECONDS
                 continue
-            for index, request in enumerate(item.pending):
+            for request in item.pending:
                 guard = guards.get(id(request))
                 if guard is None:
-                    sends.append(_Send(item, index, request, None))
+                    sends.append(_Send(item, request, None))
                     continue
                 current = state.setdefault(guard.entity, {})
                 related = state.get(guard.related, {}) if guard.related else {}
@@ -145,12 +144,12 @@ class DeliveryBatch:
                     continue
                 if decision.announce_first:
                     placed = _announcement(request)
-                    sends.append(_Send(item, index, placed, Guard.from_dict(placed.guard or {})))
+                    sends.append(_Send(item, placed, Guard.from_dict(placed.guard or {})))
                     current.update(delivered(Guard.from_dict(placed.guard or {}), current))
                 mark = attempting(guard, current)
                 current.update(mark)
                 marks.setdefault(guard.entity, {}).update(mark)
-                sends.append(_Send(item, index, request, guard))
+                sends.append(_Send(item, request, guard))
                 # Assume success for what follows in this chunk; a failure below stops
                 # everything that depended on this assumption.
                 current.update(delivered(guard, current))
@@ -185,7 +184,7 @@ class DeliveryBatch:
                 self.on_delivered(send.item.event, send.request, outcome, send.item.attempt)
                 continue
             halted.add(id(send.item))
-            result.remaining = list(send.item.pending[send.index :])
+            result.remaining = list(send.item.pending)  # all of it: see _halt
             result.outcome = outcome
             if entity:
                 doubtful.add(entity)
@@ -200,9 +199,15 @@ class DeliveryBatch:
     @staticmethod
     def _halt(result: Result, send: _Send, stopped: Outcome | None, halted: set[int]) -> None:
         """Not sent this round: after the API stopped answering, or because an earlier
-        request of the same entity failed and this one was decided assuming it had not."""
+        request of the same entity failed and this one was decided assuming it had not.
+
+        The whole item is retried, not only from this request on: its earlier requests may
+        have been skipped on the same false assumption (another event's `placed`, which then
+        failed), and the attempt marks of this round may since have made that other event
+        look stale. On the retry the rules skip again, on the real state, what went through.
+        """
         halted.add(id(send.item))
-        result.remaining = list(send.item.pending[send.index :])
+        result.remaining = list(send.item.pending)
         if stopped is not None:
             result.outcome = stopped
         else:

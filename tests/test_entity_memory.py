@@ -293,3 +293,24 @@ def test_state_expires(redis, fake_api, worker):
     keys = [*redis.scan_iter("relay:state:*"), *redis.scan_iter("relay:product:*")]
     assert keys
     assert all(redis.ttl(key) > 0 for key in keys)
+
+
+def test_a_failed_announcement_does_not_lose_what_later_events_skipped_because_of_it(
+    redis, fake_api, worker
+):
+    # One chunk: an older snapshot plans placed, fulfilled, refunded 5.00; a newer one skips
+    # placed and fulfilled (the older will send them) and plans refunded 12.50. The older's
+    # placed fails, and its retry is stale by then: the newer must carry all three.
+    one = [{"id": 1, "reason": "", "total": "-5.00"}]
+    two = [*one, {"id": 2, "reason": "", "total": "-7.50"}]
+    send(redis, woo_order("2024-03-06T11:00:00", status="completed", refunds=one),
+         woo_order("2024-03-06T12:00:00", status="completed", refunds=two))
+    fake_api.fail("/api/v1/orders", status=503)
+    worker.run()
+    for _ in range(5):
+        if not worker.release_scheduled():
+            break
+        worker.run()
+    delivered = statuses(fake_api)[1:]  # after the 503
+    assert delivered[:2] == ["placed", "fulfilled"]
+    assert delivered[-1] == "refunded:1250"

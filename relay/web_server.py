@@ -79,9 +79,13 @@ def _log_config(settings: Settings) -> dict[str, Any]:
 
 
 class RelayWebServer(BaseApplication):
-    def __init__(self, settings: Settings):
+    """gunicorn with the relay's settings, serving the relay (or, for the benchmark's
+    ceiling, another app under exactly the same settings)."""
+
+    def __init__(self, settings: Settings, app: Any = None):
         self.settings = settings
         self.options = gunicorn_options(settings)
+        self.other_app = app
         super().__init__()
 
     def load_config(self) -> None:
@@ -91,7 +95,7 @@ class RelayWebServer(BaseApplication):
     def load(self):
         from relay.app import create_app
 
-        app = create_app(self.settings)
+        app = self.other_app or create_app(self.settings)
         # Everything imported so far is shared with the forked workers, page for page, until
         # the garbage collector touches an object's header and the page is copied. Frozen
         # objects are never scanned: the workers keep sharing them (PSS stays low).

@@ -1,11 +1,12 @@
-"""The durable hand-off between ingest and the workers: an RQ queue in Redis.
+"""The durable hand-off between ingest and the workers, and the RQ jobs around it.
 
-Ingest writes the dedup mark and the job in one transaction (one round trip), so a 2xx always
-means the event is stored, and a stored mark always has its event. When two identical
-deliveries race, both may be written; the mark names the winner and the worker drops the
-other (`is_duplicate`).
+Ingest writes the dedup mark and the event (into the inbox, relay/inbox.py) in one atomic
+script, so a 2xx always means the event is stored, and a stored mark always has its event.
+When two identical deliveries race, both may be stored; the mark names the winner and the
+worker drops the other (`mark_owners`). RQ carries the drain jobs, the scheduled retries and
+the product flushes.
 
-Jobs carry JSON (not pickles), so queued events survive an upgrade of the relay's code.
+Jobs carry JSON (not pickles), so queued work survives an upgrade of the relay's code.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from relay import inbox, stats
 from relay.events import RawEvent, new_event_id
 
 QUEUE_NAME = "relay"
-PROCESS_EVENT = "relay.jobs.process_event"
 DELIVER_PENDING = "relay.jobs.deliver_pending"
 FLUSH_PRODUCTS = "relay.jobs.flush_products"
 DRAIN_INBOX = "relay.jobs.drain_inbox"

@@ -1,6 +1,6 @@
 """The inbox: where ingest leaves raw events for the workers, in one Redis list.
 
-    ingest ── MULTI: SET NX dedup mark, LPUSH relay:inbox, SET NX relay:inbox:wake ──▶ 202
+    ingest ── one script: SET NX dedup mark, LPUSH relay:inbox, SET NX relay:inbox:wake ──▶ 202
                  └─ when the wake flag was newly set: queue one RQ `drain_inbox` job
     worker ── drain_inbox job: take up to 50 events at a time into relay:inflight:<drain id>,
               handle them together, clear the in-flight list; repeat until the inbox is empty

@@ -1,4 +1,4 @@
-"""RQ job entry points. RQ imports these by name ("relay.jobs.process_event").
+"""RQ job entry points. RQ imports these by name ("relay.jobs.drain_inbox").
 
 Each worker process builds its context once (settings, Redis, one keep-alive HTTP session,
 the mapper registry) and reuses it for every job.
@@ -11,10 +11,6 @@ from typing import Any
 from relay.commerce_api import ApiRequest
 from relay.events import RawEvent
 from relay.worker_context import current
-
-
-def process_event(event: dict[str, Any], dedup_mark: str | None = None) -> str:
-    return current().processor.process(RawEvent.from_dict(event), dedup_mark)
 
 
 def deliver_pending(

@@ -1,7 +1,7 @@
 """Product batching: product writes wait in an outbox and go out together, up to 100 per
 `POST /api/v1/products`.
 
-    worker job ── put() ──▶ relay:outbox:products (hash: product id -> newest write)
+    worker ── put_many() ──▶ relay:outbox:products (hash: product id -> newest write)
                                    │ flush when 100 wait, when nothing else is queued,
                                    │ or when the oldest has waited a second
                                    ▼
@@ -79,17 +79,6 @@ class ProductOutbox:
         self.redis = redis
         self._put = redis.register_script(_PUT)
         self._take = redis.register_script(_TAKE)
-
-    def put(self, write: ProductWrite) -> int:
-        """Queue a write; returns how many products wait (-1: an even newer one waits)."""
-        modified = "" if write.op == "delete" or write.modified is None else repr(write.modified)
-        write = ProductWrite(**{**write.__dict__, "seq": time.time()})
-        return int(
-            self._put(
-                keys=[OUTBOX, SINCE],
-                args=[write.product_id, write.to_json(), modified, repr(time.time())],
-            )
-        )
 
     def put_many(self, writes: list[ProductWrite]) -> None:
         """Queue several writes in one round trip (in arrival order: a later write of the

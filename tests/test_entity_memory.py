@@ -303,8 +303,11 @@ def test_a_failed_announcement_does_not_lose_what_later_events_skipped_because_o
     # placed fails, and its retry is stale by then: the newer must carry all three.
     one = [{"id": 1, "reason": "", "total": "-5.00"}]
     two = [*one, {"id": 2, "reason": "", "total": "-7.50"}]
-    send(redis, woo_order("2024-03-06T11:00:00", status="completed", refunds=one),
-         woo_order("2024-03-06T12:00:00", status="completed", refunds=two))
+    send(
+        redis,
+        woo_order("2024-03-06T11:00:00", status="completed", refunds=one),
+        woo_order("2024-03-06T12:00:00", status="completed", refunds=two),
+    )
     fake_api.fail("/api/v1/orders", status=503)
     worker.run()
     for _ in range(5):

@@ -84,7 +84,9 @@ def test_failed_job_reaches_sentry_without_the_raw_event(sentry, settings, redis
     from relay.event_queue import make_queue
 
     queue = make_queue(redis)
-    queue.enqueue("relay.jobs.process_event", {"id": "x", "body": "grace@example.com"}, None)
+    queue.enqueue(
+        "relay.jobs.deliver_pending", {"id": "x", "body": "grace@example.com"}, [], 1, 0.0
+    )
     # No worker context is installed and RELAY_REDIS_URL is unset: the job fails for real.
     SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
     sentry_sdk.flush()

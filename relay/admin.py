@@ -55,6 +55,7 @@ from relay.admin_view import (
 from relay.commerce_api import SandboxClient
 from relay.deadletters import DeadLetter, DeadLetters, replay
 from relay.errors import ApiError, error_response
+from relay.inbox import Inbox
 from relay.web_context import WebContext
 
 bp = Blueprint(
@@ -322,7 +323,8 @@ def _queue_state() -> QueueState:
     # ZCARD, not the registry's count: that one cleans the registry up first, and a GET
     # changes nothing.
     scheduled = ctx.redis.zcard(ctx.events.queue.scheduled_job_registry.key)
-    return QueueState(ctx.events.depth(), int(scheduled), DeadLetters(ctx.redis).count())
+    waiting = Inbox(ctx.redis).depth()  # webhooks stored, not yet taken by a worker
+    return QueueState(waiting, int(scheduled), DeadLetters(ctx.redis).count())
 
 
 def _sandbox_records(limit: int) -> list[dict[str, Any]]:

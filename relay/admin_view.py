@@ -162,7 +162,7 @@ def platform_rows(
 
 @dataclass(frozen=True)
 class QueueState:
-    waiting: int  # events and jobs waiting for a worker
+    waiting: int  # webhooks stored and waiting for a worker (the inbox)
     scheduled: int  # deliveries waiting for their retry time
     dead_letters: int
 

@@ -532,6 +532,18 @@ def test_api_status(web, redis):
     assert status["sandbox"] is False
 
 
+def test_waiting_counts_stored_webhooks_not_worker_jobs(web, redis):
+    from relay.event_queue import EventQueue
+    from relay.events import RawEvent, new_event_id
+
+    queue = EventQueue(redis)
+    for n in range(3):  # three webhooks, one drain job for them
+        event = RawEvent(new_event_id(), "woocommerce", "order.created", 0.0, b"{}")
+        queue.accept(event, f"k{n}")
+    status = web.get("/admin/api/status", headers=bearer()).get_json()
+    assert status["queue"]["waiting"] == 3
+
+
 def test_redis_down_is_a_503(settings):
     gone = Redis(port=free_port(), socket_connect_timeout=0.5)
     app = create_app(replace(settings, admin_token=TOKEN), redis=gone)

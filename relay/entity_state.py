@@ -74,8 +74,8 @@ class EntityStore:
             pipe.execute()
 
     def acquire_many(self, names: Iterable[str]) -> dict[str, str]:
-        """Take the free locks among `names` at once; returns name -> token of those taken
-        (dead local holders' locks are taken over, as by `lock`)."""
+        """Take the free locks among `names` at once; returns name -> token of those taken.
+        A lock whose holder died on this host (a killed worker) is taken over."""
         names = sorted(set(names))
         token = f"{owner_tag()}:{secrets.token_hex(6)}"
         pipe = self.redis.pipeline(transaction=False)
@@ -101,19 +101,15 @@ class EntityStore:
 
     @contextlib.contextmanager
     def lock(self, name: str, wait_seconds: float = 5.0) -> Iterator[None]:
-        """Hold `relay:lock:<name>`. It expires by itself if its holder dies; a holder that
-        died on this host (a killed worker) is noticed at once and its lock taken over."""
-        key, token = f"relay:lock:{name}", f"{owner_tag()}:{secrets.token_hex(6)}"
+        """Hold `relay:lock:<name>`, waiting for it up to `wait_seconds`. It expires by
+        itself if its holder dies; a holder that died on this host (a killed worker) is
+        noticed at once and its lock taken over (by `acquire_many`)."""
         deadline = time.monotonic() + wait_seconds
-        while not self.redis.set(key, token, nx=True, px=self.lock_ttl_ms):
-            holder = self.redis.get(key)
-            if holder is not None and owner_dead(holder.decode()):
-                self._release(keys=[key], args=[holder])
-                continue
+        while not (taken := self.acquire_many([name])):
             if time.monotonic() > deadline:
                 raise LockTimeout(name)
             time.sleep(0.01)
         try:
             yield
         finally:
-            self._release(keys=[key], args=[token])
+            self.release_many(taken)

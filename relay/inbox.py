@@ -58,12 +58,11 @@ class Entry:
         return cls(data["event"], data.get("mark"))
 
 
-def push(pipe: Any, entry: Entry) -> int:
-    """Add to the caller's transaction; returns the index of the wake flag's result in it
-    (True when this push must queue a drain job)."""
+def push(pipe: Any, entry: Entry) -> None:
+    """Add to the caller's transaction (a replay; the caller then queues a drain job).
+    Ingest stores events with its own script, in relay/event_queue.py."""
     pipe.lpush(INBOX, entry.to_json())
     pipe.set(WAKE, "1", nx=True, ex=WAKE_TTL_SECONDS)
-    return len(pipe.command_stack) - 1
 
 
 # The in-flight list holds the newest at index 0; pushing newest-first onto the inbox's

@@ -1,6 +1,7 @@
 """The benchmark harness: `python -m bench [ingest] [delivery] [batching] [live]`.
 
-Prints one line per figure against its target and writes bench/results/bench.json. Every
+Prints one line per figure against its target and writes bench/results/bench.json (a run
+of some figures replaces only theirs in it, each stamped with when it was measured). Every
 throughput figure is a ratio against a ceiling measured in the same run, pair by pair,
 so a noisy machine does not decide it.
 """
@@ -23,9 +24,16 @@ FIGURES = {"ingest": ingest, "delivery": delivery, "batching": batching, "live":
 
 def lines(name: str, result: dict) -> list[str]:
     if name == "ingest":
+        everysec = result["everysec"]
         return [
             f"ingest     relay {result['relay_rps']} req/s vs bare {result['bare_rps']} req/s:"
             f" ratio {result['ratio']} (target >= 0.6)",
+            f"ingest     ceiling for any ingest that stores before answering (bare + one Redis"
+            f" write) {result['store_rps']} req/s: {result['store_ratio']} of bare; the relay"
+            f" gets {result['relay_of_store']} of it",
+            f"ingest     with RELAY_REDIS_FSYNC=everysec: relay {everysec['ratio']} of bare,"
+            f" ceiling {everysec['store_ratio']} of bare, relay {everysec['relay_of_store']}"
+            f" of the ceiling",
             f"ingest     at {result['half_peak_rps']} req/s (half the peak): p50"
             f" {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms (target p99 < 25 ms)",
         ]
@@ -54,14 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("figures", nargs="*", choices=[[], *FIGURES], default=[])
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    report: dict = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-    }
+    report: dict = json.loads(args.json.read_text()) if args.json.exists() else {}
+    report.update(python=sys.version.split()[0], machine=platform.machine())
+    report.pop("when", None)  # older reports had one date for all figures
     for name in args.figures or list(FIGURES):
         with tempfile.TemporaryDirectory(prefix=f"relay-bench-{name}-") as tmp:
-            report[name] = FIGURES[name].measure(Path(tmp))
+            measured = FIGURES[name].measure(Path(tmp))
+        report[name] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measured}
         for line in lines(name, report[name]):
             print(line, flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)

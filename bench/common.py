@@ -52,10 +52,10 @@ def woo_headers(body: bytes, topic: str = "order.created") -> dict[str, str]:
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[RedisServer]:
+def redis_server(workdir: Path, fsync: str | None = None) -> Iterator[RedisServer]:
     """A redis-server as the relay embeds it: append-only, fsync on every write (set
     BENCH_REDIS_FSYNC=everysec to see what that durability costs)."""
-    fsync = os.environ.get("BENCH_REDIS_FSYNC", "always")
+    fsync = fsync or os.environ.get("BENCH_REDIS_FSYNC", "always")
     server = RedisServer(workdir / "redis", appendfsync=fsync, unix=True).start()
     try:
         yield server

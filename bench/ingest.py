@@ -2,8 +2,15 @@
 production settings, against a bare Flask endpoint that only reads the body under the same
 gunicorn settings; then p50/p99 latency at half the relay's peak rate.
 
+A third server, the "store" ceiling (bench/bare_app.py --store), is the bare endpoint plus one
+Redis write of the body: what any ingest that stores before it answers pays here, whatever
+its code. Both Redis durability settings are measured: `always` (the relay's default: a
+2xx means the event is on disk) and `everysec` (a 2xx means it is in Redis's memory and on
+disk within about a second).
+
 Load comes from wrk (Debian's package) in its own process, one thread, over loopback.
-Runs alternate relay, bare, relay, bare... and the figure is the median of the pair ratios.
+Runs alternate relay, store, bare, relay, store, bare... and each figure is the median of
+the per-round ratios.
 """
 
 from __future__ import annotations
@@ -30,8 +37,13 @@ from tests.redis_server import free_port
 
 CONNECTIONS = 16
 SECONDS = 5
-PAIRS = 3
+ROUNDS = 3
 EXTRA_ENV: dict[str, str] = {}  # e.g. RELAY_WEB_WORKERS for experiments
+SERVERS = {  # name: the module gunicorn serves, and the URL that says it is up
+    "relay": (["relay", "web"], "/healthz"),
+    "store": (["bench.bare_app", "--store"], "/"),
+    "bare": (["bench.bare_app"], "/"),
+}
 
 
 def _bodies_file(path: Path, count: int) -> Path:
@@ -79,7 +91,8 @@ def run_wrk(
     }
 
 
-def _serve(module: list[str], port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def _serve(name: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    module, ready = SERVERS[name]
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", *module],
@@ -88,9 +101,7 @@ def _serve(module: list[str], port: int, env: dict[str, str], log: Path) -> subp
             stdout=out,
             stderr=out,
         )
-    wait_http(
-        f"http://127.0.0.1:{port}/healthz" if module[0] == "relay" else f"http://127.0.0.1:{port}/"
-    )
+    wait_http(f"http://127.0.0.1:{port}{ready}")
     return process
 
 
@@ -98,44 +109,63 @@ def measure(workdir: Path) -> dict[str, Any]:
     if not shutil.which("wrk"):
         raise RuntimeError("wrk is missing: apt-get install -y wrk")
     bodies = _bodies_file(workdir / "bodies.tsv", 40000)
-    with redis_server(workdir) as redis:
+    result = _measure(workdir / "always", bodies, "always", half_peak=True)
+    result["everysec"] = _measure(workdir / "everysec", bodies, "everysec", half_peak=False)
+    return result
+
+
+def _median_ratio(rounds: list[dict[str, Any]], top: str, bottom: str) -> float:
+    return round(statistics.median(r[top]["rps"] / r[bottom]["rps"] for r in rounds), 3)
+
+
+def _measure(workdir: Path, bodies: Path, fsync: str, half_peak: bool) -> dict[str, Any]:
+    workdir.mkdir()
+    with redis_server(workdir, fsync) as redis:
         env = relay_env(RELAY_REDIS_URL=redis.url, **EXTRA_ENV)
-        relay_port, bare_port = free_port(), free_port()
-        relay = _serve(["relay", "web"], relay_port, env, workdir / "relay-web.log")
-        bare = _serve(["bench.bare_app"], bare_port, env, workdir / "bare.log")
+        ports = {name: free_port() for name in SERVERS}
+        servers = [_serve(name, ports[name], env, workdir / f"{name}.log") for name in SERVERS]
+        urls = {name: f"http://127.0.0.1:{p}/webhooks/woocommerce" for name, p in ports.items()}
         client = Redis.from_url(redis.url)
-        relay_url = f"http://127.0.0.1:{relay_port}/webhooks/woocommerce"
-        bare_url = f"http://127.0.0.1:{bare_port}/webhooks/woocommerce"
         try:
-            run_wrk(relay_url, bodies, 1)  # warm-up
-            run_wrk(bare_url, bodies, 1)
-            pairs = []
-            for _ in range(PAIRS):
-                client.flushall()  # fresh bodies again: nothing is a duplicate
-                relay_run = run_wrk(relay_url, bodies, SECONDS)
-                bare_run = run_wrk(bare_url, bodies, SECONDS)
-                assert relay_run["non_2xx"] == 0, relay_run
-                pairs.append((relay_run, bare_run))
-            peak = statistics.median(r["rps"] for r, _ in pairs)
-            client.flushall()
-            connections = 8
-            target = peak / 2
-            paced = run_wrk(
-                relay_url, bodies, SECONDS, connections, pause_ms=connections / target * 1000
-            )
+            for url in urls.values():
+                run_wrk(url, bodies, 1)  # warm-up
+            rounds = []
+            for _ in range(ROUNDS):
+                runs = {}
+                for name, url in urls.items():
+                    client.flushall()  # fresh bodies again: nothing is a duplicate
+                    runs[name] = run_wrk(url, bodies, SECONDS)
+                assert runs["relay"]["non_2xx"] == 0, runs["relay"]
+                rounds.append(runs)
+            paced = None
+            if half_peak:
+                peak = statistics.median(r["relay"]["rps"] for r in rounds)
+                client.flushall()
+                connections = 8
+                target = peak / 2
+                paced = run_wrk(
+                    urls["relay"], bodies, SECONDS, connections, connections / target * 1000
+                )
         finally:
-            relay.terminate()
-            bare.terminate()
-            relay.wait(30)
-            bare.wait(30)
-    ratios = [r["rps"] / b["rps"] for r, b in pairs]
-    return {
-        "relay_rps": [round(r["rps"]) for r, _ in pairs],
-        "bare_rps": [round(b["rps"]) for _, b in pairs],
-        "ratio": round(statistics.median(ratios), 3),
-        "ratios": [round(x, 3) for x in ratios],
-        "half_peak_target_rps": round(target),
-        "half_peak_rps": round(paced["rps"]),
-        "p50_ms": paced["p50_ms"],
-        "p99_ms": paced["p99_ms"],
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(30)
+    result: dict[str, Any] = {
+        "redis_fsync": fsync,
+        **{f"{name}_rps": [round(r[name]["rps"]) for r in rounds] for name in SERVERS},
+        "ratio": _median_ratio(rounds, "relay", "bare"),
+        "ratios": [round(r["relay"]["rps"] / r["bare"]["rps"], 3) for r in rounds],
+        # The most any ingest that stores before answering gets here, against bare...
+        "store_ratio": _median_ratio(rounds, "store", "bare"),
+        # ...and how much of that the relay keeps.
+        "relay_of_store": _median_ratio(rounds, "relay", "store"),
     }
+    if paced is not None:
+        result.update(
+            half_peak_target_rps=round(target),
+            half_peak_rps=round(paced["rps"]),
+            p50_ms=paced["p50_ms"],
+            p99_ms=paced["p99_ms"],
+        )
+    return result

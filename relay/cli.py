@@ -141,7 +141,19 @@ def worker(burst: bool) -> None:
     _setup_process("worker", settings)  # before prometheus_client is imported
     from relay.worker_runner import run_worker
 
-    run_worker(_with_redis_url(settings), registry, burst=burst)
+    settings = _with_redis_url(settings)
+    if settings.worker_metrics_bind:
+        from relay.metrics import serve_worker_metrics
+
+        try:
+            serve_worker_metrics(settings.worker_metrics_bind)
+        except OSError as exc:
+            _fail(
+                "configuration error: RELAY_WORKER_METRICS_BIND: cannot listen on "
+                f"{settings.worker_metrics_bind}: {exc.strerror or exc}",
+                2,
+            )
+    run_worker(settings, registry, burst=burst)
 
 
 # --- dead letters -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from redis import Redis, RedisError
@@ -131,6 +132,18 @@ def render(redis: Redis, platforms: list[str]) -> tuple[bytes, str]:
     queue = CollectorRegistry()
     queue.register(QueueCollector(redis, platforms))
     return generate_latest(counters) + generate_latest(queue), CONTENT_TYPE_LATEST
+
+
+def serve_worker_metrics(bind: str) -> None:
+    """A `relay worker` run alone (compose's second worker, the Kubernetes worker Deployment)
+    has no web server, so nobody would scrape its delivery counters: serve them, this process
+    and the scheduler it forks, on their own port from a background thread. The queue's
+    gauges are left to the web servers' /metrics, which read them from Redis; repeating them
+    here would double every alert on them. Raises OSError when the address is taken."""
+    host, _, port = bind.rpartition(":")
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(int(port), addr=host.strip("[]"), registry=registry)
 
 
 class InstrumentedClient:

@@ -48,6 +48,9 @@ class Settings:
     redis_url: str | None = None
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     bind: str = DEFAULT_BIND
+    # Where a `relay worker` run alone serves its own /metrics (None: not served; under
+    # `relay run` the web server's /metrics already counts the workers).
+    worker_metrics_bind: str | None = None
     admin_token: str | None = None
     sentry_dsn: str | None = None
     # Platform name -> its secret or token; a platform without one is disabled.
@@ -116,6 +119,7 @@ class Settings:
             redis_url=env.redis_url("RELAY_REDIS_URL"),
             data_dir=Path(env.text("RELAY_DATA_DIR") or DEFAULT_DATA_DIR),
             bind=env.bind("RELAY_BIND", DEFAULT_BIND),
+            worker_metrics_bind=env.optional_bind("RELAY_WORKER_METRICS_BIND"),
             admin_token=env.secret("RELAY_ADMIN_TOKEN"),
             sentry_dsn=env.secret("SENTRY_DSN"),
             platform_secrets=secrets,
@@ -250,6 +254,9 @@ class _Env:
             # Do not echo the value: it may contain a password.
             raise ConfigError(f"{name}: expected a redis://, rediss:// or unix:// URL")
         return raw
+
+    def optional_bind(self, name: str) -> str | None:
+        return self.bind(name, DEFAULT_BIND) if self.text(name) else None
 
     def bind(self, name: str, default: str) -> str:
         raw = self.text(name) or default

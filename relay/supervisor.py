@@ -103,6 +103,9 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         env = dict(os.environ)
+        # The web server's /metrics counts these workers; several workers on one port would
+        # fight over it.
+        env.pop("RELAY_WORKER_METRICS_BIND", None)
         if self.settings.embedded_redis:
             self.redis = EmbeddedRedis(self.settings.data_dir, self.settings.redis_fsync).start()
             env["RELAY_REDIS_URL"] = self.redis.url

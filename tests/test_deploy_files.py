@@ -366,7 +366,12 @@ def test_kubernetes_web_probes_and_port_agree_with_the_image():
 def test_kubernetes_worker_runs_relay_worker_without_http_probes():
     worker = relay_deployment("worker")
     (container,) = worker["spec"]["template"]["spec"]["containers"]
-    assert "ports" not in container
+    # Its only port is its Prometheus counters', where its settings say it listens.
+    (port,) = container["ports"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["RELAY_WORKER_METRICS_BIND"].endswith(f":{port['containerPort']}")
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port["containerPort"])
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert "httpGet" not in container.get(probe, {}), "a worker serves no HTTP"
     # Long enough to finish a job in flight (job timeout: 4 x 15 s + 30 s).

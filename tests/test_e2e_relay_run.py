@@ -84,11 +84,15 @@ class RelayProcess:
 
 
 def test_webhooks_reach_the_api_through_relay_run(tmp_path, fake_api):
+    worker_metrics_port = free_port()
     relay = RelayProcess(
         tmp_path,
         RELAY_COMMERCE_API_URL=fake_api.url,
         RELAY_COMMERCE_API_KEY=API_KEY,
         RELAY_WOOCOMMERCE_CURRENCY="EUR",
+        RELAY_WORKERS="2",
+        # Meant for a worker run alone: two workers of `relay run` must not both take it.
+        RELAY_WORKER_METRICS_BIND=f"127.0.0.1:{worker_metrics_port}",
     ).start()
     try:
         ping = requests.post(
@@ -110,6 +114,13 @@ def test_webhooks_reach_the_api_through_relay_run(tmp_path, fake_api):
         assert by_path["/api/v1/orders"].header("authorization") == f"Bearer {API_KEY}"
         product = by_path["/api/v1/products"].body["products"][0]
         assert (product["productId"], product["currency"]) == ("41", "EUR")
+
+        # The web server's /metrics counts its workers' deliveries...
+        metrics = requests.get(f"{relay.url}/metrics", timeout=5).text
+        assert 'relay_deliveries_total{endpoint="orders",outcome="delivered"} 1.0' in metrics
+        # ...so no worker of `relay run` listens on the standalone workers' metrics port.
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{worker_metrics_port}/metrics", timeout=2)
     finally:
         code = relay.stop()
     assert code == 0, relay.log.read_text()

@@ -5,16 +5,28 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import requests
 import sentry_sdk
 from sentry_sdk.transport import Transport
 
 from relay import logs, observability, stats
 from relay.app import create_app
+from relay.event_queue import EventQueue
+from relay.events import RawEvent, new_event_id
 from relay.registry import default_registry
-from tests.conftest import WOO_SECRET, as_body, woo_headers
+from tests.conftest import API_KEY, WOO_SECRET, as_body, wait_until, woo_headers
+from tests.redis_server import free_port
+
+FIXTURES = Path(__file__).parents[1] / "mappers" / "woocommerce" / "fixtures"
 
 SECRET_TOKEN = "tok-should-never-leave-1234567890"
 
@@ -146,3 +158,82 @@ def test_stats_per_platform(client, redis):
     [woo] = stats.read(redis, ["woocommerce"])
     assert (woo.ignored, woo.rejected, woo.last_rejected_code) == (1, 1, "bad_signature")
     assert woo.last_seen is not None
+
+
+# --- a worker run alone -------------------------------------------------------------------
+
+
+class StandaloneWorker:
+    """`relay worker` in its own process, as the Kubernetes worker Deployment runs it."""
+
+    def __init__(self, tmp_path, redis_url: str, api_url: str, **env: str):
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+        self.log = tmp_path / "worker.log"
+        self.env = {
+            **base,
+            "RELAY_REDIS_URL": redis_url,
+            "RELAY_COMMERCE_API_URL": api_url,
+            "RELAY_COMMERCE_API_KEY": API_KEY,
+            "RELAY_DATA_DIR": str(tmp_path / "data"),
+            **env,
+        }
+
+    def start(self) -> subprocess.Popen:
+        with self.log.open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "relay", "worker"], env=self.env, stdout=log, stderr=log
+            )
+
+
+def _scrape(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=2).text
+    except requests.ConnectionError:
+        return None
+
+
+@pytest.mark.e2e
+def test_a_worker_run_alone_serves_its_delivery_counters(tmp_path, redis_server, redis, fake_api):
+    port = free_port()
+    worker = StandaloneWorker(
+        tmp_path, redis_server.url, fake_api.url, RELAY_WORKER_METRICS_BIND=f"127.0.0.1:{port}"
+    )
+    process = worker.start()
+    try:
+        body = (FIXTURES / "order.processing.guest.json").read_bytes()
+        event = RawEvent(
+            id=new_event_id(),
+            platform="woocommerce",
+            topic="order.created",
+            received_at=time.time(),
+            body=body,
+            content_type="application/json",
+        )
+        assert EventQueue(redis).accept(event, "standalone-worker-test")
+        assert fake_api.wait_for(1, timeout=20)[0].path == "/api/v1/orders"
+
+        url = f"http://127.0.0.1:{port}/metrics"
+        delivered = 'relay_deliveries_total{endpoint="orders",outcome="delivered"} 1.0'
+        text = wait_until(
+            lambda: (t := _scrape(url)) and delivered in t and t, what=f"{delivered} at {url}"
+        )
+        assert 'relay_api_requests_total{endpoint="orders",result="ok"} 1.0' in text
+        # The queue's gauges come from the web servers' /metrics only (read from Redis there):
+        # repeated by every worker, each alert on them would fire once per worker.
+        assert "relay_queue_depth" not in text
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path, redis_server, fake_api):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = StandaloneWorker(
+            tmp_path, redis_server.url, fake_api.url, RELAY_WORKER_METRICS_BIND=f"127.0.0.1:{port}"
+        )
+        process = worker.start()
+        assert process.wait(30) == 2
+    assert f"RELAY_WORKER_METRICS_BIND: cannot listen on 127.0.0.1:{port}" in worker.log.read_text()

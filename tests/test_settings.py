@@ -43,6 +43,7 @@ def test_secret_from_file(tmp_path):
     [
         ({"RELAY_BIND": "8000"}, "RELAY_BIND"),
         ({"RELAY_BIND": "localhost:99999"}, "RELAY_BIND"),
+        ({"RELAY_WORKER_METRICS_BIND": "9102"}, "RELAY_WORKER_METRICS_BIND"),
         ({"RELAY_COMMERCE_API_URL": "ftp://x"}, "RELAY_COMMERCE_API_URL"),
         ({"RELAY_REDIS_URL": "http://:hunter2@x"}, "RELAY_REDIS_URL"),
         ({"RELAY_MAX_BODY_BYTES": "lots"}, "RELAY_MAX_BODY_BYTES"),

@@ -1,8 +1,9 @@
 """POST /webhooks/<platform>[/<token>]: prove, store, answer. Nothing more on this hot path.
 
-Order of checks: known and enabled platform (404), method (405), size (413), handshake (200),
-authentication (401), content type and shape (415/400), topic (200 ignored), duplicate
-(200 duplicate), stored (202) or Redis down (503). Mapping happens later, in the worker.
+Order of checks: known and enabled platform (404), method (405), size (413), a body that
+stops arriving (408), handshake (200), authentication (401), content type and shape
+(415/400), topic (200 ignored), duplicate (200 duplicate), stored (202) or Redis down (503).
+Mapping happens later, in the worker.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import hashlib
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+import orjson
+from flask import Blueprint, Response, current_app, jsonify, request
 from redis import RedisError
+from werkzeug.exceptions import ClientDisconnected
 
 from relay import metrics, stats
 from relay.errors import ApiError
@@ -24,6 +27,7 @@ from relay.web_context import WebContext
 bp = Blueprint("ingest", __name__)
 log = logging.getLogger("relay.ingest")
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+JSON = "application/json"
 
 
 def content_key(topic: str, body: bytes, query: str) -> str:
@@ -59,7 +63,16 @@ def _platform(ctx: WebContext, name: str, token: str | None) -> tuple[Platform, 
 def receive(name: str, token: str | None = None):
     ctx: WebContext = current_app.extensions["relay"]
     platform, secret = _platform(ctx, name, token)
-    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    except ClientDisconnected as exc:
+        # werkzeug reports any failed read as a disconnect (400); one that ran out of time
+        # is a sender gone quiet mid-body (relay/gevent_worker.py's deadline).
+        if isinstance(exc.__context__, TimeoutError):
+            raise ApiError(
+                408, "body_timeout", "the body stopped arriving; nothing was accepted"
+            ) from None
+        raise
     query = request.query_string.decode("latin-1")
     incoming = IncomingRequest(
         method=request.method,
@@ -131,7 +144,8 @@ def receive(name: str, token: str | None = None):
             "outcome": "accepted",
         },
     )
-    return jsonify(status="accepted", id=event.id), 202
+    # orjson, not jsonify: the one answer every stored webhook gets.
+    return Response(orjson.dumps({"status": "accepted", "id": event.id}), 202, mimetype=JSON)
 
 
 def _count(ctx: WebContext, platform: str, outcome: str, reason: str, topic: str = "") -> None:

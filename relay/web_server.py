@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from typing import Any
 
@@ -17,7 +18,14 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": settings.bind,
         "workers": settings.web_workers,
-        "worker_class": "sync",
+        # gevent (relay/gevent_worker.py): one process serves many connections. A sender
+        # that trickles its body no longer holds a whole worker (with 2 sync workers, 2 slow
+        # senders stalled ingest), and webhooks arriving together share Redis's fsync
+        # instead of queueing for one each: about +50 % webhooks per second with the same
+        # durability (bench/, README).
+        "worker_class": "relay.gevent_worker.RelayGeventWorker",
+        # Bounds the bodies held in memory at once (each up to RELAY_MAX_BODY_BYTES).
+        "worker_connections": 100,
         # Load the app once in the master: configuration errors stop start-up before any
         # worker forks, and forked workers share the imported code's memory.
         "preload_app": True,
@@ -33,6 +41,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "logconfig_dict": _log_config(settings),
         "logger_class": "relay.web_server.QuietAccessLogger",
         "child_exit": _child_exit,
+        "worker_exit": _worker_exit,
     }
 
 
@@ -42,6 +51,15 @@ class QuietAccessLogger(glogging.Logger):
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         return None
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    """In the exiting worker: close the log handlers now. Left to the interpreter's teardown,
+    each one's clean-up takes logging's lock, which gevent has replaced by one that no longer
+    works by then, and every worker would print a traceback as it stops."""
+    logging.shutdown()
+    # The weak references whose callbacks would take that lock; the handlers are closed.
+    logging._handlerList.clear()  # type: ignore[attr-defined]
 
 
 def _child_exit(server: Any, worker: Any) -> None:

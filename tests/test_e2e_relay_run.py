@@ -6,8 +6,10 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,33 @@ def test_webhooks_reach_the_api_through_relay_run(tmp_path, fake_api):
     assert code == 0, relay.log.read_text()
     assert len(fake_api.requests) == 2  # the duplicate and the forgery were never sent
     assert not (relay.data_dir / "redis.url").exists()
+
+
+def test_slow_senders_do_not_hold_up_other_webhooks(tmp_path, fake_api):
+    """A sender on a bad line (or one that stalls on purpose) trickles its body. It must not
+    keep a store's webhooks waiting: WooCommerce counts a slow answer as a failure."""
+    relay = RelayProcess(
+        tmp_path, RELAY_COMMERCE_API_URL=fake_api.url, RELAY_COMMERCE_API_KEY=API_KEY
+    ).start()
+    stalled = []
+    try:
+        for _ in range(8):  # more than the web server has processes
+            sock = socket.create_connection(("127.0.0.1", relay.port))
+            sock.sendall(
+                b"POST /webhooks/woocommerce HTTP/1.1\r\nHost: relay\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"id": '
+            )
+            stalled.append(sock)
+        started = time.monotonic()
+        response = relay.post_woo("order.processing.guest.json", "order.created")
+        assert response.status_code == 202
+        assert time.monotonic() - started < 2
+        assert fake_api.wait_for(1, timeout=20)[0].path == "/api/v1/orders"
+    finally:
+        for sock in stalled:
+            sock.close()
+        code = relay.stop()
+    assert code == 0, relay.log.read_text()
 
 
 def test_sandbox_records_survive_a_stop(tmp_path, fake_api):

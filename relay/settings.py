@@ -61,7 +61,7 @@ class Settings:
     dedup_window_seconds: int = 24 * 3600
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     api_timeout_seconds: float = 15.0
-    web_workers: int = 2
+    web_workers: int = 1
     workers: int = 1
     redis_fsync: str = "always"
     # Behind a TLS-terminating proxy: trust its X-Forwarded-For/-Proto (one hop).
@@ -132,7 +132,7 @@ class Settings:
                 max_delay_seconds=env.number("RELAY_RETRY_MAX_DELAY_SECONDS", 6 * 3600.0, 0.0),
             ),
             api_timeout_seconds=env.number("RELAY_API_TIMEOUT_SECONDS", 15.0, minimum=0.1),
-            web_workers=env.integer("RELAY_WEB_WORKERS", 2, minimum=1),
+            web_workers=env.integer("RELAY_WEB_WORKERS", 1, minimum=1),
             workers=env.integer("RELAY_WORKERS", 1, minimum=1),
             redis_fsync=env.choice("RELAY_REDIS_FSYNC", "always", ("always", "everysec", "no")),
             trust_proxy=env.choice("RELAY_TRUST_PROXY", "no", ("yes", "no")) == "yes",

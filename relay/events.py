@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +16,12 @@ from urllib.parse import parse_qsl
 
 
 def new_event_id() -> str:
-    """Sortable by arrival (millisecond clock first), unique by 64 random bits."""
-    return f"{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
+    """Sortable by arrival (millisecond clock first), unique by 64 random bits.
+
+    `random`, not `os.urandom`: an id needs to be unique, not secret, and this runs on every
+    webhook, where a system call each time shows. Python reseeds `random` from the OS in
+    every forked process, so gunicorn's and RQ's children do not repeat each other."""
+    return f"{int(time.time() * 1000):012x}{random.getrandbits(64):016x}"
 
 
 @dataclass(frozen=True)

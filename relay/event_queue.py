@@ -17,12 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from relay import inbox, stats
 from relay.events import RawEvent, new_event_id
+from relay.group_commit import GroupCommit
 
 QUEUE_NAME = "relay"
 DELIVER_PENDING = "relay.jobs.deliver_pending"
@@ -55,6 +58,10 @@ return {first and 1 or 0, wake and 1 or 0}
 """
 
 
+def _interrupted() -> BaseException:
+    return RedisConnectionError("the write this webhook shared with others was interrupted")
+
+
 class EventQueue:
     def __init__(self, redis: Redis, dedup_window_seconds: int = 24 * 3600, job_timeout: int = 120):
         self.redis = redis
@@ -62,6 +69,7 @@ class EventQueue:
         self.dedup_window_seconds = dedup_window_seconds
         self.job_timeout = job_timeout
         self._accept = redis.register_script(_ACCEPT)
+        self._accepts = GroupCommit(self.store_batch, _interrupted)
 
     def _job_options(self, job_id: str, event: RawEvent) -> dict[str, Any]:
         return {
@@ -82,20 +90,44 @@ class EventQueue:
         platform's stats. Returns False for a duplicate. Raises redis.RedisError when Redis
         is unreachable (nothing was stored then).
         """
-        mark = dedup_mark_key(event.platform, dedup_key)
-        first, wake = self._accept(
-            keys=[mark, stats.key(event.platform), inbox.INBOX, inbox.WAKE],
-            args=[
-                event.id,
-                self.dedup_window_seconds,
-                repr(event.received_at),
-                inbox.Entry(event.to_dict(), mark).to_json(),
-                inbox.WAKE_TTL_SECONDS,
-            ],
-        )
+        first, wake = self._accepts.submit(self.accept_write(event, dedup_key))
         if wake:
             self.enqueue_drain()
         return bool(first)
+
+    def accept_write(self, event: RawEvent, dedup_key: str) -> tuple[list, list]:
+        """The accept script's keys and arguments for one event."""
+        mark = dedup_mark_key(event.platform, dedup_key)
+        keys = [mark, stats.key(event.platform), inbox.INBOX, inbox.WAKE]
+        args = [
+            event.id,
+            self.dedup_window_seconds,
+            repr(event.received_at),
+            inbox.Entry(event.to_dict(), mark).to_json(),
+            inbox.WAKE_TTL_SECONDS,
+        ]
+        return keys, args
+
+    def store_batch(self, batch: Sequence[tuple[list, list]]) -> list[Any]:
+        """The accept script for each webhook of a group commit (relay/group_commit.py), in
+        one round trip: [first, wake] per write, or the error for that write."""
+        if len(batch) == 1:
+            keys, args = batch[0]
+            return [self._accept(keys=keys, args=args)]
+        results = self._pipeline(batch)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:  # Redis restarted and forgot the script: none of those ran
+            self.redis.script_load(_ACCEPT)
+            retried = self._pipeline([batch[i] for i in missing])
+            for i, result in zip(missing, retried, strict=True):
+                results[i] = result
+        return results
+
+    def _pipeline(self, batch: Sequence[tuple[list, list]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in batch:
+            pipe.evalsha(self._accept.sha, len(keys), *keys, *args)
+        return pipe.execute(raise_on_error=False)
 
     def mark_owners(self, marks: list[str | None]) -> list[str | None]:
         """The event id each dedup mark names (None for no mark, or an expired one). An

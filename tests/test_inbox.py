@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from relay.event_queue import EventQueue, make_queue
+from relay.event_queue import EventQueue, dedup_mark_key, make_queue
 from relay.events import RawEvent, new_event_id
 from relay.inbox import INBOX, WAKE, Inbox
 from relay.worker_runner import recover_inbox
@@ -66,3 +66,26 @@ def test_a_wake_flag_that_expired_with_its_job_is_renewed(redis):
     recover_inbox(redis)
     assert len(drain_jobs(redis)) == 1
     assert redis.llen(INBOX) == 2
+
+
+def test_webhooks_stored_together_keep_their_own_answers(redis):
+    """A group commit's batch: one pipeline, one answer per webhook, and a Redis that
+    restarted and forgot the accept script (NOSCRIPT) loses none of them."""
+    queue = EventQueue(redis)
+    redis.script_flush()
+    one, two, twin = (
+        RawEvent(new_event_id(), "woocommerce", "order.created", 1.0, b'{"id": %d}' % n)
+        for n in (1, 2, 1)
+    )
+    results = queue.store_batch(
+        [
+            queue.accept_write(one, "key-1"),
+            queue.accept_write(two, "key-2"),
+            queue.accept_write(twin, "key-1"),  # the same delivery twice in one batch
+        ]
+    )
+    assert [first for first, _ in results] == [1, 1, 0]
+    assert [wake for _, wake in results] == [1, 0, 0]  # one drain job for the batch
+    # Both twins are stored; the mark names the first, and the worker drops the other.
+    assert [e.id for e in stored_events(redis)] == [one.id, two.id, twin.id]
+    assert queue.mark_owners([dedup_mark_key("woocommerce", "key-1")]) == [one.id]

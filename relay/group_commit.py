@@ -1,0 +1,96 @@
+"""Group commit: webhooks in flight in one web process share one Redis round trip.
+
+Ingest may answer 2xx only once the event is stored, so every webhook waits for a write.
+Under the gevent web worker many webhooks are in flight at once; instead of each paying
+its own round trip (and redis-py's per-command work around it), the first to find the
+connection free takes every write queued so far and sends them as one pipeline, as
+databases batch their log flushes. A lone webhook still makes exactly one call, with no
+delay added.
+
+The locks are made per process on first use, after gunicorn's gevent worker has
+monkey-patched `threading`: a lock made before the fork would block the whole worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass
+class _Slot:
+    item: Any
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class _ProcessState:
+    pid: int
+    queue_lock: Any = field(default_factory=lambda: threading.Lock())
+    send_lock: Any = field(default_factory=lambda: threading.Lock())
+    queued: list[_Slot] = field(default_factory=list)
+
+
+class GroupCommit(Generic[Item, Result]):
+    """`submit(item)` returns what `run_batch` answered for that item.
+
+    `run_batch` gets the items queued while the previous batch was on the wire and returns
+    one result per item: a value, or an exception to raise in that item's caller. If it
+    raises, every caller of the batch gets that exception.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
+        interrupted: Callable[[], BaseException],
+    ):
+        self._run_batch = run_batch
+        self._interrupted = interrupted  # for callers whose batch's sender was stopped
+        self._state: _ProcessState | None = None
+
+    def _process_state(self) -> _ProcessState:
+        state = self._state
+        if state is None or state.pid != os.getpid():
+            state = self._state = _ProcessState(os.getpid())
+        return state
+
+    def submit(self, item: Item) -> Result:
+        state = self._process_state()
+        slot = _Slot(item)
+        with state.queue_lock:
+            state.queued.append(slot)
+        with state.send_lock:
+            if not slot.done:  # else the sender before took it along
+                with state.queue_lock:
+                    batch, state.queued = state.queued, []
+                self._send(batch)
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _send(self, batch: list[_Slot]) -> None:
+        try:
+            try:
+                results: Sequence[Any] = self._run_batch([slot.item for slot in batch])
+            except Exception as exc:
+                results = [exc] * len(batch)
+            for slot, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    slot.error = result
+                else:
+                    slot.result = result
+                slot.done = True
+        finally:
+            # The sender itself was stopped (a timeout, a killed greenlet): no caller may
+            # wait for, or return, an answer that never came.
+            for slot in batch:
+                if not slot.done:
+                    slot.error, slot.done = self._interrupted(), True

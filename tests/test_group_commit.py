@@ -1,0 +1,130 @@
+"""Group commit: concurrent callers share one batch; each gets its own answer or error."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from relay.group_commit import GroupCommit
+from tests.conftest import wait_until
+
+
+class Interrupted(Exception):
+    pass
+
+
+class Stopped(BaseException):
+    """What a killed greenlet or a gevent timeout raises in the sender."""
+
+
+class Recorder:
+    """A run_batch that records its batches; the first one can be held on the wire."""
+
+    def __init__(self, hold_first: bool = False):
+        self.batches: list[list[int]] = []
+        self.on_the_wire = threading.Event()
+        self.release = threading.Event()
+        if not hold_first:
+            self.release.set()
+
+    def __call__(self, items):
+        self.batches.append(list(items))
+        self.on_the_wire.set()
+        self.release.wait(10)
+        return [item * 10 for item in items]
+
+
+def test_a_lone_caller_makes_one_call_for_one_item():
+    recorder = Recorder()
+    commit = GroupCommit(recorder, Interrupted)
+    assert commit.submit(4) == 40
+    assert commit.submit(5) == 50
+    assert recorder.batches == [[4], [5]]
+
+
+def test_callers_that_arrive_while_a_batch_is_on_the_wire_share_the_next_one():
+    recorder = Recorder(hold_first=True)
+    commit = GroupCommit(recorder, Interrupted)
+    answers: dict[int, int] = {}
+
+    def call(n: int) -> None:
+        answers[n] = commit.submit(n)
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    assert recorder.on_the_wire.wait(5)
+    others = [threading.Thread(target=call, args=(n,)) for n in range(2, 7)]
+    for thread in others:
+        thread.start()
+    wait_until(lambda: len(commit._process_state().queued) == 5, what="five queued callers")
+    recorder.release.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert recorder.batches[0] == [1]
+    assert sorted(recorder.batches[1]) == [2, 3, 4, 5, 6]
+    assert len(recorder.batches) == 2
+    assert answers == {n: n * 10 for n in range(1, 7)}
+
+
+def test_an_error_for_one_item_reaches_only_its_caller():
+    def run_batch(items):
+        return [ValueError(f"bad {i}") if i == 2 else i for i in items]
+
+    commit = GroupCommit(run_batch, Interrupted)
+    assert commit.submit(1) == 1
+    with pytest.raises(ValueError, match="bad 2"):
+        commit.submit(2)
+
+
+def test_a_failed_batch_fails_every_caller_of_it_and_the_next_batch_still_runs():
+    calls = []
+
+    def run_batch(items):
+        calls.append(list(items))
+        if len(calls) == 1:
+            raise ConnectionError("redis went away")
+        return list(items)
+
+    commit = GroupCommit(run_batch, Interrupted)
+    with pytest.raises(ConnectionError):
+        commit.submit(1)
+    assert commit.submit(2) == 2
+
+
+def test_callers_whose_sender_was_stopped_get_an_error_not_a_silent_none():
+    on_the_wire, release = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+
+    def run_batch(items):
+        batches.append(list(items))
+        if len(batches) == 1:  # held on the wire while the others queue up
+            on_the_wire.set()
+            release.wait(10)
+            return list(items)
+        raise Stopped()  # the second batch's sender is stopped mid-send
+
+    commit = GroupCommit(run_batch, Interrupted)
+    outcome: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            outcome[n] = commit.submit(n)
+        except BaseException as exc:  # recorded for the assertions
+            outcome[n] = exc
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    assert on_the_wire.wait(5)
+    others = [threading.Thread(target=call, args=(n,)) for n in (2, 3)]
+    for thread in others:
+        thread.start()
+    wait_until(lambda: len(commit._process_state().queued) == 2, what="two queued callers")
+    release.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    assert outcome[1] == 1
+    assert sorted(batches[1]) == [2, 3]
+    sender, follower = (2, 3) if isinstance(outcome[2], Stopped) else (3, 2)
+    assert isinstance(outcome[sender], Stopped)  # the sender's own stop goes on up
+    assert isinstance(outcome[follower], Interrupted)  # never None, never a hang

@@ -8,7 +8,8 @@ its code. Both Redis durability settings are measured: `always` (the relay's def
 2xx means the event is on disk) and `everysec` (a 2xx means it is in Redis's memory and on
 disk within about a second).
 
-Load comes from wrk (Debian's package) in its own process, one thread, over loopback.
+Load comes from wrk (Debian's package) in its own process, one thread, over loopback, each
+webhook on its own connection as platforms send them (bench/wrk_bodies.lua).
 Runs alternate relay, store, bare, relay, store, bare... and each figure is the median of
 the per-round ratios.
 """
@@ -38,7 +39,7 @@ from tests.redis_server import free_port
 CONNECTIONS = 16
 SECONDS = 5
 ROUNDS = 3
-EXTRA_ENV: dict[str, str] = {}  # e.g. RELAY_WEB_WORKERS for experiments
+EXTRA_ENV: dict[str, str] = {}  # settings for all three servers (`python -m bench --env`)
 SERVERS = {  # name: the module gunicorn serves, and the URL that says it is up
     "relay": (["relay", "web"], "/healthz"),
     "store": (["bench.bare_app", "--store"], "/"),

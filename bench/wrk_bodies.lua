@@ -1,5 +1,6 @@
 -- wrk script: POST a different signed WooCommerce body each request (a repeat would be
--- answered "duplicate" and cost the relay less than a real event).
+-- answered "duplicate" and cost the relay less than a real event), each on its own
+-- connection, as platforms send webhooks (WooCommerce opens one per delivery).
 -- Arguments: <file of "signature<TAB>body" lines> [delay in ms between a connection's requests]
 local sigs, bodies, n, pause = {}, {}, 0, 0
 
@@ -18,6 +19,7 @@ function request()
   return wrk.format("POST", nil, {
     ["Content-Type"] = "application/json",
     ["X-WC-Webhook-Topic"] = "order.created",
+    ["Connection"] = "close",
     ["X-WC-Webhook-Signature"] = sigs[k],
   }, bodies[k])
 end

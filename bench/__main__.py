@@ -58,6 +58,13 @@ def lines(name: str, result: dict) -> list[str]:
     ]
 
 
+def _setting(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("figures", nargs="*", choices=[[], *FIGURES], default=[])
@@ -66,11 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         "--env",
         action="append",
         default=[],
+        type=_setting,
         metavar="NAME=VALUE",
         help="a relay setting for the ingest servers, e.g. RELAY_WEB_WORKERS=2 (recorded)",
     )
     args = parser.parse_args(argv)
-    ingest.EXTRA_ENV.update(item.split("=", 1) for item in args.env)
+    ingest.EXTRA_ENV.update(args.env)
     report: dict = json.loads(args.json.read_text()) if args.json.exists() else {}
     report.update(python=sys.version.split()[0], machine=platform.machine())
     report.pop("when", None)  # older reports had one date for all figures

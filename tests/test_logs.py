@@ -132,9 +132,7 @@ def test_token_paths_are_masked_in_every_formatted_line():
     assert "/webhooks/stickyio/***?a=1" in text and "/webhooks/checkoutchamp/***" in text
 
 
-def test_f12_gunicorn_does_not_log_the_path_token_of_a_bad_request_line(
-    tmp_path, redis_server
-):
+def test_f12_gunicorn_does_not_log_the_path_token_of_a_bad_request_line(tmp_path, redis_server):
     token = secrets.token_urlsafe(32)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}

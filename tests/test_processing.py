@@ -449,3 +449,18 @@ def test_f1_a_failed_drain_does_not_hold_up_new_webhooks(redis, settings, fake_a
     enqueue(redis, woo_event("x", body=_order_body(2)), settings)
     harness.run()  # nothing made due: only what the new webhook queued runs
     assert _orders_sent(fake_api) == ["2"]
+
+
+def test_f1_a_product_another_worker_holds_waits_its_turn_without_failing_the_chunk(
+    redis, settings, fake_api, worker
+):
+    # Another worker (on another host) holds product 41 a little longer than the planner
+    # waits for it (5 s): the event goes back to the inbox, its chunk-mate goes on.
+    redis.set("relay:lock:product:41", "elsewhere:1:1:held", px=6000)
+    enqueue(redis, woo_event("product.simple.on-sale.json", "product.updated"), settings)
+    enqueue(redis, woo_event("x", body=_order_body(7)), settings)
+    worker.run()
+    assert _orders_sent(fake_api) == ["7"]
+    assert [r.path for r in fake_api.requests].count("/api/v1/products") == 1
+    assert DeadLetters(redis).count() == 0
+    assert redis.keys("relay:inflight:*") == []

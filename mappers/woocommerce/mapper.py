@@ -300,7 +300,8 @@ def _first_image(item: dict[str, Any]) -> str | None:
 
 # --- small helpers ------------------------------------------------------------------------
 
-_TAG = re.compile(r"<[^>]+>")
+# `[^<>]`, not `[^>]`: a run of "<" without ">" would be rescanned from each "<" (O(n²)).
+_TAG = re.compile(r"<[^<>]+>")
 _SPACE = re.compile(r"\s+")
 
 

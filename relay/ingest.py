@@ -21,7 +21,7 @@ from werkzeug.exceptions import ClientDisconnected
 from relay import metrics, stats
 from relay.errors import ApiError
 from relay.events import RawEvent, new_event_id
-from relay.mapping import AuthError, BadRequest, IncomingRequest, Platform
+from relay.mapping import MAX_TOPIC_LENGTH, AuthError, BadRequest, IncomingRequest, Platform
 from relay.web_context import WebContext
 
 bp = Blueprint("ingest", __name__)
@@ -94,6 +94,9 @@ def receive(name: str, token: str | None = None):
     except BadRequest as exc:
         _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(exc.status, exc.code, exc.message, details=exc.details) from None
+    if len(intake.topic) > MAX_TOPIC_LENGTH:  # any platform's: it is logged and counted
+        _count(ctx, platform.name, "rejected", "topic_too_long")
+        raise ApiError(400, "topic_too_long", f"the topic is over {MAX_TOPIC_LENGTH} characters")
     if intake.topic not in platform.topics:
         reason = platform.ignored_topics.get(intake.topic, f"topic {intake.topic!r} is not used")
         _count(ctx, platform.name, "ignored", "topic", topic=intake.topic)

@@ -295,6 +295,15 @@ class EventProcessor:
             if not decision.send:
                 kept[guard.entity] = skipped(guard, decision, state[guard.entity])
                 skipped_ids.append(write.product_id)
+                metrics.DELIVERIES.labels("products", "skipped").inc()
+                log.info(
+                    "skipped",
+                    extra={
+                        "event_id": write.event["id"],
+                        "entity": guard.entity,
+                        "reason": decision.reason,
+                    },
+                )
             else:
                 (deletes if write.op == "delete" else upserts).append(write)
         self.store.update_many(kept)

@@ -208,3 +208,62 @@ def test_unknown_url_is_json_404(client):
     response = client.get("/nothing-here")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+# --- the unsigned topic header (security review F3, F4) ----------------------------------
+
+
+def test_f3_an_overlong_topic_header_is_400_and_never_logged(client, redis, caplog):
+    # The review replayed a captured genuine body with an 8,000-character topic: answered
+    # "ignored", logged, and 0.44 s of the web process's CPU each time.
+    body = SAMPLE.read_bytes()
+    topic = "a" * 8000
+    with caplog.at_level("DEBUG"):
+        response = post(client, body, topic=topic)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "topic_too_long"
+    assert topic.encode() not in response.data
+    logged = [str(value) for record in caplog.records for value in vars(record).values()]
+    assert not any("a" * 200 in value for value in logged)
+    assert queued_events(redis) == []
+
+
+def test_f4_a_captured_order_replayed_under_another_topic_is_refused(
+    client, redis, fake_api, worker
+):
+    # Review: a genuine order.created body for order 41, re-posted with its signature and
+    # `X-WC-Webhook-Topic: product.deleted`, was accepted and DELETE /api/v1/products/41 sent.
+    order = json.loads(SAMPLE.read_bytes())
+    order["id"] = 41
+    body = json.dumps(order).encode()
+    assert post(client, body, topic="order.created").status_code == 202
+    worker.run()
+    fake_api.reset()
+
+    replayed = post(client, body, topic="product.deleted")
+    assert replayed.status_code == 400
+    assert replayed.get_json()["error"]["code"] == "topic_mismatch"
+    as_product = post(client, body, topic="product.updated")
+    assert as_product.get_json()["error"]["code"] == "topic_mismatch"
+    product = (SAMPLE.parent / "product.simple.on-sale.json").read_bytes()
+    assert post(client, product, topic="order.updated").status_code == 400
+    # The topic must agree with WooCommerce's other two headers when they are there.
+    headers = {"X-WC-Webhook-Resource": "order", "X-WC-Webhook-Event": "created"}
+    forged = post(client, b'{"id": 41}', topic="product.deleted", **headers)
+    assert forged.get_json()["error"]["code"] == "topic_mismatch"
+    # A deleted product's body is exactly {"id": N}: nothing more, nothing else.
+    assert post(client, {"id": 41, "type": "simple"}, topic="product.deleted").status_code == 400
+    assert post(client, {"id": "x"}, topic="product.deleted").status_code == 400
+    worker.run()
+    assert fake_api.requests == []
+
+    # What WooCommerce really sends still goes through.
+    genuine = post(
+        client,
+        b'{"id": 41}',
+        topic="product.deleted",
+        **{"X-WC-Webhook-Resource": "product", "X-WC-Webhook-Event": "deleted"},
+    )
+    assert genuine.status_code == 202
+    worker.run()
+    assert fake_api.paths() == ["DELETE /api/v1/products/41"]

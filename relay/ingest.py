@@ -1,9 +1,9 @@
 """POST /webhooks/<platform>[/<token>]: prove, store, answer. Nothing more on this hot path.
 
-Order of checks: known and enabled platform (404), method (405), size (413), a body that
-stops arriving (408), handshake (200), authentication (401), content type and shape
-(415/400), topic (200 ignored), duplicate (200 duplicate), stored (202) or Redis down (503).
-Mapping happens later, in the worker.
+Order of checks: known and enabled platform (404), method (405), size (413, with or
+without Content-Length), a body that stops arriving (408), handshake (200), authentication
+(401), content type and shape (415/400), topic (200 ignored), duplicate (200 duplicate),
+stored (202) or Redis down (503). Mapping happens later, in the worker.
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ def _platform(ctx: WebContext, name: str, token: str | None) -> tuple[Platform, 
 def receive(name: str, token: str | None = None):
     ctx: WebContext = current_app.extensions["relay"]
     platform, secret = _platform(ctx, name, token)
+    limit = ctx.settings.max_body_bytes
+    # Read one byte past the limit: werkzeug stops quietly at the limit of a body that has
+    # no Content-Length (chunked), so only that byte shows the body was too large.
+    request.max_content_length = limit + 1
     try:
-        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        body = request.get_data(cache=False)  # raises 413 past a Content-Length over it
     except ClientDisconnected as exc:
         # werkzeug reports any failed read as a disconnect (400); one that ran out of time
         # is a sender gone quiet mid-body (relay/gevent_worker.py's deadline).
@@ -73,6 +77,8 @@ def receive(name: str, token: str | None = None):
                 408, "body_timeout", "the body stopped arriving; nothing was accepted"
             ) from None
         raise
+    if len(body) > limit:
+        raise ApiError(413, "body_too_large", "the request body is larger than this relay accepts")
     query = request.query_string.decode("latin-1")
     incoming = IncomingRequest(
         method=request.method,

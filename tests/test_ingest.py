@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 from redis import Redis
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from relay.app import create_app
 from relay.events import RawEvent
@@ -132,6 +134,37 @@ def test_oversized_body_is_413_before_anything_else(client, redis, settings):
     response = post(client, body)
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "body_too_large"
+    assert queued_events(redis) == []
+
+
+def test_f10_a_chunked_body_over_the_limit_is_413_never_a_stored_prefix(app, redis, settings):
+    # Review: werkzeug stops quietly at the limit of a body without Content-Length, so a
+    # chunked body of MAX + 270 bytes signed over its first MAX bytes was stored (202), and
+    # one signed over all of it got 401 instead of 413.
+    limit = settings.max_body_bytes
+    order = SAMPLE.read_bytes().strip()
+    prefix = order[:-1] + b', "pad": "' + b"x" * (limit - len(order) - 11) + b'"}'
+    assert len(prefix) == limit and json.loads(prefix)
+    body = prefix + b" " * 270  # still one JSON value, past the limit
+
+    def chunked(signed_over: bytes):
+        headers = {**woo_headers(signed_over, "order.created"), "Transfer-Encoding": "chunked"}
+        environ = EnvironBuilder(
+            path="/webhooks/woocommerce",
+            method="POST",
+            headers=headers,
+            input_stream=io.BytesIO(body),
+        ).get_environ()
+        # As gunicorn hands over a chunked body (Flask's test client would add a length).
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True
+        answer, status, _ = run_wsgi_app(app, environ, buffered=True)
+        return status, json.loads(b"".join(answer))
+
+    for signed_over in (prefix, body):
+        status, answer = chunked(signed_over)
+        assert status.startswith("413")
+        assert answer["error"]["code"] == "body_too_large"
     assert queued_events(redis) == []
 
 

@@ -7,6 +7,7 @@ from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay import admin, health, ingest
+from relay.auth_throttle import AuthThrottle
 from relay.errors import install_error_handlers
 from relay.event_queue import EventQueue
 from relay.redis_conn import connect
@@ -42,6 +43,7 @@ def create_app(
         registry=registry,
         redis=redis,
         events=EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds),
+        auth_throttle=AuthThrottle(redis),
     )
     install_error_handlers(app)
     app.register_blueprint(ingest.bp)

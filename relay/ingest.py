@@ -1,9 +1,10 @@
 """POST /webhooks/<platform>[/<token>]: prove, store, answer. Nothing more on this hot path.
 
-Order of checks: known and enabled platform (404), method (405), size (413, with or
-without Content-Length), a body that stops arriving (408), handshake (200), authentication
-(401), content type and shape (415/400), topic (200 ignored), duplicate (200 duplicate),
-stored (202) or Redis down (503). Mapping happens later, in the worker.
+Order of checks: known and enabled platform (404), method (405), a client refused after
+repeated authentication failures (429, unchecked), size (413, with or without
+Content-Length), a body that stops arriving (408), handshake (200), authentication (401),
+content type and shape (415/400), topic (200 ignored), duplicate (200 duplicate), stored
+(202) or Redis down (503). Mapping happens later, in the worker.
 """
 
 from __future__ import annotations
@@ -63,6 +64,16 @@ def _platform(ctx: WebContext, name: str, token: str | None) -> tuple[Platform, 
 def receive(name: str, token: str | None = None):
     ctx: WebContext = current_app.extensions["relay"]
     platform, secret = _platform(ctx, name, token)
+    client = request.remote_addr or ""
+    wait = ctx.auth_throttle.retry_after(client)  # no Redis: a dict lookup
+    if wait is not None:
+        metrics.WEBHOOKS.labels(platform.name, "rejected", "too_many_failures").inc()
+        raise ApiError(
+            429,
+            "too_many_failures",
+            "too many failed authentications from this address: try again later",
+            {"Retry-After": str(wait)},
+        )
     limit = ctx.settings.max_body_bytes
     # Read one byte past the limit: werkzeug stops quietly at the limit of a body that has
     # no Content-Length (chunked), so only that byte shows the body was too large.
@@ -95,6 +106,7 @@ def receive(name: str, token: str | None = None):
         platform.verifier.verify(incoming, secret)
         intake = platform.describe(incoming)
     except AuthError as exc:
+        ctx.auth_throttle.failed(client)
         _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(401, exc.code, exc.message) from None
     except BadRequest as exc:

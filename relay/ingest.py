@@ -82,10 +82,10 @@ def receive(name: str, token: str | None = None):
         body = request.get_data(cache=False)  # raises 413 past a Content-Length over it
     except ClientDisconnected as exc:
         # werkzeug reports any failed read as a disconnect (400); one that ran out of time
-        # is a sender gone quiet mid-body (relay/gevent_worker.py's deadline).
+        # is a sender gone quiet, or too slow, mid-body (relay/gevent_worker.py's deadlines).
         if isinstance(exc.__context__, TimeoutError):
             raise ApiError(
-                408, "body_timeout", "the body stopped arriving; nothing was accepted"
+                408, "body_timeout", "the body did not arrive in time; nothing was accepted"
             ) from None
         raise
     if len(body) > limit:

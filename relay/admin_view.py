@@ -85,13 +85,13 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
 
 
 def pretty(value: Any) -> str:
-    """JSON indented for reading; a string holding JSON (a raw body) is parsed first."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return value
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+    """JSON indented for reading; a string holding JSON (a raw body) is parsed first. What
+    cannot be parsed, or is nested too deeply to indent, is shown as it was stored."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+        return json.dumps(parsed, indent=2, ensure_ascii=False, sort_keys=False)
+    except (ValueError, RecursionError):
+        return value if isinstance(value, str) else "(nested too deeply to show)"
 
 
 def without_credentials(url: str) -> str:

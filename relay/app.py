@@ -7,9 +7,10 @@ from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay import admin, health, ingest
+from relay.auth_throttle import AuthThrottle
 from relay.errors import install_error_handlers
 from relay.event_queue import EventQueue
-from relay.redis_conn import connect
+from relay.redis_conn import connect_web
 from relay.registry import Registry, default_registry
 from relay.settings import ConfigError, Settings
 from relay.web_context import WebContext
@@ -28,7 +29,7 @@ def create_app(
                 "RELAY_REDIS_URL: the web server needs the Redis URL "
                 "(`relay run` sets it for its embedded Redis)"
             )
-        redis = connect(settings.redis_url)
+        redis = connect_web(settings.redis_url)  # ingest's: 503 within about a second
 
     app = Flask("relay")
     if settings.trust_proxy:
@@ -42,6 +43,7 @@ def create_app(
         registry=registry,
         redis=redis,
         events=EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds),
+        auth_throttle=AuthThrottle(redis),
     )
     install_error_handlers(app)
     app.register_blueprint(ingest.bp)

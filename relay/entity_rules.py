@@ -5,7 +5,9 @@ sent for an order, product, checkout or back-in-stock request, should this reque
               backwards (placed < fulfilled < cancelled); a refund only when the cumulative
               refunded amount grows
     product   last write wins by the platform's modified time; an unchanged payload is not
-              sent again
+              sent again; once deleted, only a snapshot newer than the deletion recreates it
+    delete    once: a product already deleted, with no upsert delivered since, is not
+              deleted again (a captured delete replayed after the dedup window)
     checkout  one per checkoutId and content; never once the same id is an announced order
     once      back-in-stock requests: one per product, variant and email
 
@@ -92,9 +94,13 @@ def _older(guard: Guard, state: dict[str, str]) -> bool:
 
 def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY) -> Decision:
     if guard.rule == "delete":
-        return Decision(True)
+        return Decision(False, "already deleted") if state.get("deleted") else Decision(True)
     if _older(guard, state):
         return Decision(False, "older than what was already sent")
+    if state.get("deleted") and _not_newer(guard, state):
+        # The newest snapshot sent before the deletion, replayed: the store deleted it since
+        # (a genuine restore or edit is newer: WordPress stamps the untrash as a change).
+        return Decision(False, "deleted after this snapshot")
     if guard.rule == "order":
         return _decide_order(guard, state)
     if guard.rule == "checkout":
@@ -110,6 +116,14 @@ def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY)
     if guard.rule == "once":
         return Decision(False, "already sent") if state.get("sent") else Decision(True)
     raise ValueError(f"unknown rule {guard.rule!r}")
+
+
+def _not_newer(guard: Guard, state: dict[str, str]) -> bool:
+    return (
+        guard.modified is not None
+        and "modified" in state
+        and guard.modified <= float(state["modified"])
+    )
 
 
 def _decide_order(guard: Guard, state: dict[str, str]) -> Decision:
@@ -167,10 +181,13 @@ def delivered(guard: Guard, state: dict[str, str]) -> dict[str, str]:
             fields["stage"] = str(stage)
     elif guard.rule in ("product", "checkout"):
         fields["fingerprint"] = guard.fingerprint or ""
+        if guard.rule == "product":
+            fields["deleted"] = ""  # it exists again: a later delete goes
     elif guard.rule == "once":
         fields["sent"] = "1"
     elif guard.rule == "delete":
         fields["fingerprint"] = ""  # gone: a restored product is sent again in full
+        fields["deleted"] = "1"
     return fields
 
 

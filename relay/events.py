@@ -87,16 +87,26 @@ def parse_fields(query: str, body: bytes, content_type: str) -> dict[str, Any]:
     """Merge query string, form body and JSON object body into one flat dict.
 
     Later sources win: a JSON body's fields override a form body's, which override the
-    query string's. Raises ValueError for a JSON body that is malformed or not an object.
+    query string's. Raises ValueError for a JSON body that is malformed, nested too deeply
+    or not an object.
     """
     merged: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
     if not body.strip():
         return merged
     if "json" in content_type or body.lstrip()[:1] == b"{":
-        data = json.loads(body)
+        data = loads(body)
         if not isinstance(data, dict):
             raise ValueError("JSON body is not an object")
         merged.update(data)
     else:
         merged.update(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     return merged
+
+
+def loads(body: bytes | str) -> Any:
+    """`json.loads`, with nesting too deep for Python's stack reported as the malformed JSON
+    it is for the relay (ValueError), not as a RecursionError that escapes as a 500."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None

@@ -7,6 +7,11 @@ connection free takes every write queued so far and sends them as one pipeline, 
 databases batch their log flushes. A lone webhook still makes exactly one call, with no
 delay added.
 
+A caller may give a deadline: if its item has not gone out by then (the batch before it is
+stuck on the wire, Redis hangs), it gives up with the `expired` error instead of queueing
+behind a stuck batch; an item already on the wire waits for that batch's answer, which the
+connection's own timeout bounds. A sender never sends an item whose deadline has passed.
+
 The locks are made per process on first use, after gunicorn's gevent worker has
 monkey-patched `threading`: a lock made before the fork would block the whole worker.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -23,12 +29,14 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-@dataclass
+@dataclass(eq=False)  # a slot is itself, whatever it holds (found in the queue by identity)
 class _Slot:
     item: Any
+    deadline: float | None = None  # time.monotonic() after which it must not be sent
     done: bool = False
     result: Any = None
     error: BaseException | None = None
+    finished: Any = field(default_factory=lambda: threading.Event())
 
 
 @dataclass
@@ -51,9 +59,11 @@ class GroupCommit(Generic[Item, Result]):
         self,
         run_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         interrupted: Callable[[], BaseException],
+        expired: Callable[[], BaseException] | None = None,
     ):
         self._run_batch = run_batch
         self._interrupted = interrupted  # for callers whose batch's sender was stopped
+        self._expired = expired or interrupted  # for callers whose deadline passed first
         self._state: _ProcessState | None = None
 
     def _process_state(self) -> _ProcessState:
@@ -62,27 +72,53 @@ class GroupCommit(Generic[Item, Result]):
             state = self._state = _ProcessState(os.getpid())
         return state
 
-    def submit(self, item: Item) -> Result:
+    def submit(self, item: Item, deadline: float | None = None) -> Result:
+        """`run_batch`'s answer for `item`; `deadline` (time.monotonic()) bounds the wait
+        for the batch before to leave the wire."""
         state = self._process_state()
-        slot = _Slot(item)
+        slot = _Slot(item, deadline)
         with state.queue_lock:
             state.queued.append(slot)
-        with state.send_lock:
-            if not slot.done:  # else the sender before took it along
-                with state.queue_lock:
-                    batch, state.queued = state.queued, []
-                self._send(batch)
+        if self._take_turn(state, slot):
+            try:
+                if not slot.done:  # else the sender before took it along
+                    with state.queue_lock:
+                        batch, state.queued = state.queued, []
+                    self._send(batch)
+            finally:
+                state.send_lock.release()
+        else:
+            with state.queue_lock:
+                queued = slot in state.queued
+                if queued:
+                    state.queued.remove(slot)
+            if queued:
+                raise self._expired()
+            slot.finished.wait()  # on the wire: the connection's timeout bounds its answer
         if slot.error is not None:
             raise slot.error
         return slot.result
 
+    @staticmethod
+    def _take_turn(state: _ProcessState, slot: _Slot) -> bool:
+        if slot.deadline is None:
+            return bool(state.send_lock.acquire())
+        return bool(state.send_lock.acquire(timeout=max(slot.deadline - time.monotonic(), 0)))
+
     def _send(self, batch: list[_Slot]) -> None:
+        now = time.monotonic()
+        for slot in batch:
+            if slot.deadline is not None and now > slot.deadline:
+                slot.error, slot.done = self._expired(), True
+        live = [slot for slot in batch if not slot.done]
         try:
             try:
-                results: Sequence[Any] = self._run_batch([slot.item for slot in batch])
+                results: Sequence[Any] = (
+                    self._run_batch([slot.item for slot in live]) if live else []
+                )
             except Exception as exc:
-                results = [exc] * len(batch)
-            for slot, result in zip(batch, results, strict=True):
+                results = [exc] * len(live)
+            for slot, result in zip(live, results, strict=True):
                 if isinstance(result, BaseException):
                     slot.error = result
                 else:
@@ -94,3 +130,4 @@ class GroupCommit(Generic[Item, Result]):
             for slot in batch:
                 if not slot.done:
                     slot.error, slot.done = self._interrupted(), True
+                slot.finished.set()

@@ -1,9 +1,10 @@
 """POST /webhooks/<platform>[/<token>]: prove, store, answer. Nothing more on this hot path.
 
-Order of checks: known and enabled platform (404), method (405), size (413), a body that
-stops arriving (408), handshake (200), authentication (401), content type and shape
-(415/400), topic (200 ignored), duplicate (200 duplicate), stored (202) or Redis down (503).
-Mapping happens later, in the worker.
+Order of checks: known and enabled platform (404), method (405), a client refused after
+repeated authentication failures (429, unchecked), size (413, with or without
+Content-Length), a body that stops arriving (408), handshake (200), authentication (401),
+content type and shape (415/400), topic (200 ignored), duplicate (200 duplicate), stored
+(202) or Redis down (503). Mapping happens later, in the worker.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from werkzeug.exceptions import ClientDisconnected
 from relay import metrics, stats
 from relay.errors import ApiError
 from relay.events import RawEvent, new_event_id
-from relay.mapping import AuthError, BadRequest, IncomingRequest, Platform
+from relay.mapping import MAX_TOPIC_LENGTH, AuthError, BadRequest, IncomingRequest, Platform
 from relay.web_context import WebContext
 
 bp = Blueprint("ingest", __name__)
@@ -63,16 +64,32 @@ def _platform(ctx: WebContext, name: str, token: str | None) -> tuple[Platform, 
 def receive(name: str, token: str | None = None):
     ctx: WebContext = current_app.extensions["relay"]
     platform, secret = _platform(ctx, name, token)
+    client = request.remote_addr or ""
+    wait = ctx.auth_throttle.retry_after(client)  # no Redis: a dict lookup
+    if wait is not None:
+        metrics.WEBHOOKS.labels(platform.name, "rejected", "too_many_failures").inc()
+        raise ApiError(
+            429,
+            "too_many_failures",
+            "too many failed authentications from this address: try again later",
+            {"Retry-After": str(wait)},
+        )
+    limit = ctx.settings.max_body_bytes
+    # Read one byte past the limit: werkzeug stops quietly at the limit of a body that has
+    # no Content-Length (chunked), so only that byte shows the body was too large.
+    request.max_content_length = limit + 1
     try:
-        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        body = request.get_data(cache=False)  # raises 413 past a Content-Length over it
     except ClientDisconnected as exc:
         # werkzeug reports any failed read as a disconnect (400); one that ran out of time
-        # is a sender gone quiet mid-body (relay/gevent_worker.py's deadline).
+        # is a sender gone quiet, or too slow, mid-body (relay/gevent_worker.py's deadlines).
         if isinstance(exc.__context__, TimeoutError):
             raise ApiError(
-                408, "body_timeout", "the body stopped arriving; nothing was accepted"
+                408, "body_timeout", "the body did not arrive in time; nothing was accepted"
             ) from None
         raise
+    if len(body) > limit:
+        raise ApiError(413, "body_too_large", "the request body is larger than this relay accepts")
     query = request.query_string.decode("latin-1")
     incoming = IncomingRequest(
         method=request.method,
@@ -89,11 +106,15 @@ def receive(name: str, token: str | None = None):
         platform.verifier.verify(incoming, secret)
         intake = platform.describe(incoming)
     except AuthError as exc:
+        ctx.auth_throttle.failed(client)
         _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(401, exc.code, exc.message) from None
     except BadRequest as exc:
         _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(exc.status, exc.code, exc.message, details=exc.details) from None
+    if len(intake.topic) > MAX_TOPIC_LENGTH:  # any platform's: it is logged and counted
+        _count(ctx, platform.name, "rejected", "topic_too_long")
+        raise ApiError(400, "topic_too_long", f"the topic is over {MAX_TOPIC_LENGTH} characters")
     if intake.topic not in platform.topics:
         reason = platform.ignored_topics.get(intake.topic, f"topic {intake.topic!r} is not used")
         _count(ctx, platform.name, "ignored", "topic", topic=intake.topic)

@@ -115,6 +115,11 @@ class IncomingRequest:
         return parse_fields(self.query, self.body, self.content_type)
 
 
+# Topics are short names (`order.created`, `new_sale`). Ingest logs them, and WooCommerce's
+# comes from a header the signature does not cover: a longer one is refused (400).
+MAX_TOPIC_LENGTH = 100
+
+
 @dataclass(frozen=True)
 class Intake:
     """What ingest learns from a verified request without mapping it."""

@@ -389,6 +389,15 @@ class EventProcessor:
                 continue
             if not decision.send:
                 skipped_ids.append(write.product_id)
+                metrics.DELIVERIES.labels("products", "skipped").inc()
+                log.info(
+                    "skipped",
+                    extra={
+                        "event_id": write.event["id"],
+                        "entity": guard.entity,
+                        "reason": decision.reason,
+                    },
+                )
             else:
                 (deletes if write.op == "delete" else upserts).append(write)
         self.store.update_many(kept)

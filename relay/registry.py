@@ -26,6 +26,7 @@ from types import ModuleType
 import mappers
 from relay.mapping import Platform
 from relay.settings import PlatformSettingsSpec
+from relay.verifiers import check_token
 
 ENTRY_POINT_GROUP = "relay.mappers"
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ class Registry:
                 name=p.name,
                 secret_kind=p.secret_kind,
                 options=p.options,
-                check_secret=p.check_secret,
+                # A token is all that proves a postback genuine: never a weak one.
+                check_secret=p.check_secret or (check_token if p.secret_kind == "token" else None),
             )
             for p in self
         ]

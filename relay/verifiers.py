@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from datetime import UTC, datetime
@@ -138,4 +139,25 @@ def check_standard_webhooks_secret(value: str) -> str | None:
             return "the part after whsec_ is not base64"
         if len(key) < 16:
             return "the secret is too short (at least 16 bytes after whsec_)"
+    return None
+
+
+# What a URL path segment holds as it is (RFC 3986 pchar without %-escapes). Not / ? # %
+# or spaces, which would cut or change the URL, nor { }, which look like a platform's
+# placeholders (Sticky.io's `{order_id}`).
+_PATH_SAFE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token(token: str) -> str | None:
+    """A problem with a RELAY_..._TOKEN for `SharedToken`, or None. The token travels in the
+    URL path: long enough not to be guessed, and URL-safe. Every token platform's setting
+    is checked with it unless the platform declares its own `check_secret`."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return (
+            f"use at least {MIN_TOKEN_LENGTH} characters (for example the output of "
+            "`openssl rand -hex 24`)"
+        )
+    if not _PATH_SAFE.fullmatch(token):
+        return "use letters and digits, no / ? # % { } or spaces (it is part of the URL path)"
     return None

@@ -1,4 +1,5 @@
-"""What the web process holds: settings, the mapper registry and the Redis-backed queue."""
+"""What the web process holds: settings, the mapper registry, the Redis-backed queue and
+the count of failed webhook authentications."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from relay.auth_throttle import AuthThrottle
 from relay.event_queue import EventQueue
 from relay.registry import Registry
 from relay.settings import Settings
@@ -17,3 +19,4 @@ class WebContext:
     registry: Registry
     redis: Redis
     events: EventQueue
+    auth_throttle: AuthThrottle

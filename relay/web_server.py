@@ -24,8 +24,12 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # instead of queueing for one each: about +50 % webhooks per second with the same
         # durability (bench/, README).
         "worker_class": "relay.gevent_worker.RelayGeventWorker",
-        # Bounds the bodies held in memory at once (each up to RELAY_MAX_BODY_BYTES).
-        "worker_connections": 100,
+        # Connections served at once per web process. A slow sender holds one for at most
+        # the body deadline, and one address at most 32 (relay/gevent_worker.py): 100 was
+        # what one address needed to stop ingest. Each holds its body while it arrives (up
+        # to RELAY_MAX_BODY_BYTES): 500 x 2 MB = 1 GB at worst, which takes 16 addresses
+        # each uploading 64 MB and stalling; one address holds 64 MB at most.
+        "worker_connections": 500,
         # Load the app once in the master: configuration errors stop start-up before any
         # worker forks, and forked workers share the imported code's memory.
         "preload_app": True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
@@ -73,7 +74,18 @@ class RedisServer:
         self.process.kill()
         self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: a hung Redis. Connections are still accepted by the kernel, and commands
+        wait in the socket until `resume`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server cannot stop
             self.process.terminate()
             self.process.wait(10)

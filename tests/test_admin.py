@@ -416,6 +416,17 @@ def test_dead_letter_detail_shows_everything_kept_but_no_secret(web, redis):
     assert web.get("/admin/dead-letters/nope").status_code == 404
 
 
+def test_f11_dead_letter_page_shows_a_deeply_nested_body(web, redis):
+    # Review: a WooCommerce body 1,015 levels deep (orjson accepts up to 1,024, the worker's
+    # json.loads does not) became a dead letter whose page answered 500.
+    body = b'{"id": 7, "coupon_lines": ' + b"[" * 1_015 + b"]" * 1_015 + b"}"
+    letter = add_letter(redis, body=body)
+    log_in(web)
+    page = web.get(f"/admin/dead-letters/{letter.id}")
+    assert page.status_code == 200
+    assert "[" * 1_015 + "]" * 1_015 in page.get_data(as_text=True)  # the body as stored
+
+
 def test_platform_last_seen_and_silence(web, redis, settings):
     now = time.time()
     stats.record(redis, "woocommerce", "duplicate")

@@ -154,6 +154,16 @@ def test_bad_bodies(client, redis, payload, status, code):
     assert stored(redis) == 0
 
 
+def test_f11_deeply_nested_json_is_400_not_500(client, redis):
+    # Review: a 100k-deep JSON body with a valid signature was answered 500 internal_error
+    # (20k deep here: these tests cap bodies at 64 KB).
+    deep = b"[" * 20_000 + b"]" * 20_000
+    response = post(client, b'{"type": "product", "data": {"properties": ' + deep + b"}}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "malformed_json"
+    assert stored(redis) == 0
+
+
 def test_wrong_content_type_is_415(client):
     body, headers = signed(PRODUCT)
     headers["Content-Type"] = "text/plain"

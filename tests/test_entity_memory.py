@@ -5,12 +5,15 @@ retries that must not overwrite newer deliveries."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from relay.app import create_app
 from relay.deadletters import DeadLetters
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from tests.conftest import as_body, wait_until, woo_headers
 
 FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
 
@@ -194,6 +197,42 @@ def test_deleted_variation_leaves_its_parent_list(redis, fake_api, worker):
     latest = product_requests(fake_api)[-1][0]
     assert [v["variantId"] for v in latest["variants"]] == ["192", "194"]
     assert not any(r.method == "DELETE" for r in fake_api.requests)
+
+
+def test_f4_a_captured_delete_replayed_after_the_dedup_window_deletes_nothing(
+    settings, redis, fake_api, worker
+):
+    # Review: with RELAY_DEDUP_WINDOW_SECONDS=2 a captured `{"id": 41}` product.deleted was
+    # answered 202, then duplicate, then 202 again once the window had passed: two DELETEs.
+    client = create_app(replace(settings, dedup_window_seconds=1), redis=redis).test_client()
+
+    def post(payload: Any, topic: str) -> int:
+        body = as_body(payload)
+        headers = woo_headers(body, topic)
+        return client.post("/webhooks/woocommerce", data=body, headers=headers).status_code
+
+    product = fixture("product.simple.on-sale.json")  # product 41
+    assert post(product, "product.updated") == 202
+    worker.run()
+    assert post(b'{"id": 41}', "product.deleted") == 202
+    worker.run()
+    assert post(b'{"id": 41}', "product.deleted") == 200  # duplicate, within the window
+    wait_until(
+        lambda: not any(redis.scan_iter("relay:seen:*")), timeout=10, what="the window to pass"
+    )
+    # Replays of both captured bodies are new events to ingest once the window has passed.
+    assert post(b'{"id": 41}', "product.deleted") == 202
+    worker.run()
+    assert post(product, "product.updated") == 202
+    worker.run()
+    assert fake_api.paths() == ["POST /api/v1/products", "DELETE /api/v1/products/41"]
+
+    # A genuine restore is newer than the deletion: it goes, and a later delete goes again.
+    assert post({**product, "date_modified_gmt": "2024-03-09T08:00:00"}, "product.restored") == 202
+    worker.run()
+    assert post(b'{"id":41}', "product.deleted") == 202
+    worker.run()
+    assert fake_api.paths()[2:] == ["POST /api/v1/products", "DELETE /api/v1/products/41"]
 
 
 def test_older_product_snapshot_and_unchanged_repeats_are_not_sent(redis, fake_api, worker):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -128,3 +129,18 @@ def test_callers_whose_sender_was_stopped_get_an_error_not_a_silent_none():
     sender, follower = (2, 3) if isinstance(outcome[2], Stopped) else (3, 2)
     assert isinstance(outcome[sender], Stopped)  # the sender's own stop goes on up
     assert isinstance(outcome[follower], Interrupted)  # never None, never a hang
+
+
+def test_a_caller_whose_deadline_passes_behind_a_stuck_batch_gives_up_unsent():
+    recorder = Recorder(hold_first=True)
+    commit = GroupCommit(recorder, Interrupted, expired=TimeoutError)
+    first = threading.Thread(target=commit.submit, args=(1,))
+    first.start()
+    assert recorder.on_the_wire.wait(5)
+    with pytest.raises(TimeoutError):
+        commit.submit(2, deadline=time.monotonic() + 0.1)
+    assert commit._process_state().queued == []  # it left the queue
+    recorder.release.set()
+    first.join(5)
+    assert commit.submit(3, deadline=time.monotonic() + 5) == 30
+    assert recorder.batches == [[1], [3]]  # 2 was never sent

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 from redis import Redis
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from relay.app import create_app
 from relay.events import RawEvent
@@ -135,6 +137,37 @@ def test_oversized_body_is_413_before_anything_else(client, redis, settings):
     assert queued_events(redis) == []
 
 
+def test_f10_a_chunked_body_over_the_limit_is_413_never_a_stored_prefix(app, redis, settings):
+    # Review: werkzeug stops quietly at the limit of a body without Content-Length, so a
+    # chunked body of MAX + 270 bytes signed over its first MAX bytes was stored (202), and
+    # one signed over all of it got 401 instead of 413.
+    limit = settings.max_body_bytes
+    order = SAMPLE.read_bytes().strip()
+    prefix = order[:-1] + b', "pad": "' + b"x" * (limit - len(order) - 11) + b'"}'
+    assert len(prefix) == limit and json.loads(prefix)
+    body = prefix + b" " * 270  # still one JSON value, past the limit
+
+    def chunked(signed_over: bytes):
+        headers = {**woo_headers(signed_over, "order.created"), "Transfer-Encoding": "chunked"}
+        environ = EnvironBuilder(
+            path="/webhooks/woocommerce",
+            method="POST",
+            headers=headers,
+            input_stream=io.BytesIO(body),
+        ).get_environ()
+        # As gunicorn hands over a chunked body (Flask's test client would add a length).
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True
+        answer, status, _ = run_wsgi_app(app, environ, buffered=True)
+        return status, json.loads(b"".join(answer))
+
+    for signed_over in (prefix, body):
+        status, answer = chunked(signed_over)
+        assert status.startswith("413")
+        assert answer["error"]["code"] == "body_too_large"
+    assert queued_events(redis) == []
+
+
 def test_duplicate_delivery_is_200_duplicate_and_stored_once(client, redis):
     body = SAMPLE.read_bytes()
     first = post(client, body)
@@ -208,3 +241,62 @@ def test_unknown_url_is_json_404(client):
     response = client.get("/nothing-here")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+# --- the unsigned topic header (security review F3, F4) ----------------------------------
+
+
+def test_f3_an_overlong_topic_header_is_400_and_never_logged(client, redis, caplog):
+    # The review replayed a captured genuine body with an 8,000-character topic: answered
+    # "ignored", logged, and 0.44 s of the web process's CPU each time.
+    body = SAMPLE.read_bytes()
+    topic = "a" * 8000
+    with caplog.at_level("DEBUG"):
+        response = post(client, body, topic=topic)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "topic_too_long"
+    assert topic.encode() not in response.data
+    logged = [str(value) for record in caplog.records for value in vars(record).values()]
+    assert not any("a" * 200 in value for value in logged)
+    assert queued_events(redis) == []
+
+
+def test_f4_a_captured_order_replayed_under_another_topic_is_refused(
+    client, redis, fake_api, worker
+):
+    # Review: a genuine order.created body for order 41, re-posted with its signature and
+    # `X-WC-Webhook-Topic: product.deleted`, was accepted and DELETE /api/v1/products/41 sent.
+    order = json.loads(SAMPLE.read_bytes())
+    order["id"] = 41
+    body = json.dumps(order).encode()
+    assert post(client, body, topic="order.created").status_code == 202
+    worker.run()
+    fake_api.reset()
+
+    replayed = post(client, body, topic="product.deleted")
+    assert replayed.status_code == 400
+    assert replayed.get_json()["error"]["code"] == "topic_mismatch"
+    as_product = post(client, body, topic="product.updated")
+    assert as_product.get_json()["error"]["code"] == "topic_mismatch"
+    product = (SAMPLE.parent / "product.simple.on-sale.json").read_bytes()
+    assert post(client, product, topic="order.updated").status_code == 400
+    # The topic must agree with WooCommerce's other two headers when they are there.
+    headers = {"X-WC-Webhook-Resource": "order", "X-WC-Webhook-Event": "created"}
+    forged = post(client, b'{"id": 41}', topic="product.deleted", **headers)
+    assert forged.get_json()["error"]["code"] == "topic_mismatch"
+    # A deleted product's body is exactly {"id": N}: nothing more, nothing else.
+    assert post(client, {"id": 41, "type": "simple"}, topic="product.deleted").status_code == 400
+    assert post(client, {"id": "x"}, topic="product.deleted").status_code == 400
+    worker.run()
+    assert fake_api.requests == []
+
+    # What WooCommerce really sends still goes through.
+    genuine = post(
+        client,
+        b'{"id": 41}',
+        topic="product.deleted",
+        **{"X-WC-Webhook-Resource": "product", "X-WC-Webhook-Event": "deleted"},
+    )
+    assert genuine.status_code == 202
+    worker.run()
+    assert fake_api.paths() == ["DELETE /api/v1/products/41"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mappers.checkoutchamp.events import IGNORED_TOPICS, TOPICS, UnknownEvent, topic_of
 from mappers.checkoutchamp.mapper import map_event
 from relay.mapping import BadRequest, IncomingRequest, Intake, Platform
-from relay.verifiers import SharedToken
+from relay.verifiers import SharedToken, check_token
 
 
 def describe(request: IncomingRequest) -> Intake:
@@ -38,6 +38,7 @@ PLATFORM = Platform(
     secret_kind="token",
     options=("currency", "timezone"),
     methods=("GET", "POST", "PUT"),
+    check_secret=check_token,  # the token is all that proves a postback genuine
     token_in_path=True,
     ignored_topics=IGNORED_TOPICS,
     url_template="{relay}/webhooks/checkoutchamp/{token}",

@@ -6,11 +6,10 @@ Body: {"type": "product" | "order" | "checkout" | "back_in_stock",
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from relay.events import RawEvent
+from relay.events import RawEvent, loads
 from relay.mapping import BadRequest, MappingError, Record
 
 TYPES = ("product", "order", "checkout", "back_in_stock")
@@ -21,7 +20,7 @@ def parse_body(body: bytes) -> tuple[str, list[dict[str, Any]], bool]:
     """The type, the objects, and whether `data` was a single object (not a list); or
     BadRequest (400/422) saying what is wrong."""
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except ValueError:
         raise BadRequest("malformed_json", "the body is not valid JSON") from None
     if not isinstance(payload, dict):

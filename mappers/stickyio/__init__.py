@@ -6,14 +6,12 @@ is (`type=order` or `type=prospect`), and the order's tokens say what happened t
 
 from __future__ import annotations
 
-import re
-
 from mappers.stickyio import tokens
 from mappers.stickyio.mapper import map_event
 from mappers.stickyio.tokens import Fields
 from relay.mapping import BadRequest, IncomingRequest, Intake, Platform
 from relay.money import MoneyError, parse_decimal
-from relay.verifiers import SharedToken
+from relay.verifiers import SharedToken, check_token
 
 TOPICS = frozenset({"order", "refund", "chargeback", "prospect"})
 IGNORED_TOPICS = {"decline": "a declined payment (order_status=0) is not an order"}
@@ -124,24 +122,6 @@ def _has_refund(fields: Fields) -> bool:
     except MoneyError:
         return False  # the mapper reports it; intake only names the topic
     return amount is not None and amount > 0
-
-
-# What a URL path segment holds as it is (RFC 3986 pchar without %-escapes). Not / ? # %
-# or spaces, which would cut or change the URL, nor { }, which look like Sticky.io tokens.
-_PATH_SAFE = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
-MIN_TOKEN_LENGTH = 16
-
-
-def check_token(token: str) -> str | None:
-    """The token travels in the URL path: long enough not to be guessed, and URL-safe."""
-    if len(token) < MIN_TOKEN_LENGTH:
-        return (
-            f"use at least {MIN_TOKEN_LENGTH} characters (for example the output of "
-            "`openssl rand -hex 24`)"
-        )
-    if not _PATH_SAFE.fullmatch(token):
-        return "use letters and digits, no / ? # % { } or spaces (it is part of the URL path)"
-    return None
 
 
 PLATFORM = Platform(

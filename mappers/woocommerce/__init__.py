@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import Any
 
 import orjson
 
 from mappers.woocommerce.mapper import map_event
-from relay.mapping import BadRequest, IncomingRequest, Intake, Platform
+from relay.mapping import MAX_TOPIC_LENGTH, BadRequest, IncomingRequest, Intake, Platform
 from relay.verifiers import WooCommerceSignature
 
 TOPICS = frozenset(
@@ -38,9 +39,13 @@ def is_ping(request: IncomingRequest) -> bool:
 
 
 def describe(request: IncomingRequest) -> Intake:
-    topic = request.header("X-WC-Webhook-Topic")
-    if not topic:
+    raw_topic = request.header("X-WC-Webhook-Topic")
+    if not raw_topic:
         raise BadRequest("missing_topic", "the X-WC-Webhook-Topic header is missing")
+    if len(raw_topic) > MAX_TOPIC_LENGTH:  # unsigned, and logged: bound it before anything
+        raise BadRequest(
+            "topic_too_long", f"X-WC-Webhook-Topic is longer than {MAX_TOPIC_LENGTH} characters"
+        )
     if request.content_type and "json" not in request.content_type:
         raise BadRequest(
             "unsupported_media_type", "WooCommerce webhooks are application/json", status=415
@@ -51,11 +56,58 @@ def describe(request: IncomingRequest) -> Intake:
         raise BadRequest("malformed_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("malformed_json", "the body is not a JSON object")
+    topic = raw_topic.strip().lower()
+    problem = topic_mismatch(topic, body, request)
+    if problem:
+        raise BadRequest("topic_mismatch", problem)
     headers = {name: value for name in KEPT_HEADERS if (value := request.header(name))}
     # No delivery id for deduplication: WooCommerce derives X-WC-Webhook-Delivery-ID from the
     # webhook id and the current second, so two different events of one webhook within the
     # same second share it. Duplicates are recognised by content instead.
-    return Intake(topic=topic.strip().lower(), delivery_id=None, headers=headers)
+    return Intake(topic=topic, delivery_id=None, headers=headers)
+
+
+def topic_mismatch(topic: str, body: dict[str, Any], request: IncomingRequest) -> str | None:
+    """Why the body cannot be what the topic says, or None.
+
+    WooCommerce signs the body but not its headers, so a captured body could be replayed
+    under another topic (an order's body as `product.deleted` would delete the product with
+    the order's id). The body's own shape says what it is: WooCommerce sends a deleted
+    resource as exactly `{"id": N}` (`WC_Webhook::build_payload`), an order as its REST
+    resource (which always carries `order_key`) and a product or variation as its REST
+    resource (which always carries `type`, and never `order_key`).
+    """
+    resource, _, event = topic.partition(".")
+    for header, expected in (("X-WC-Webhook-Resource", resource), ("X-WC-Webhook-Event", event)):
+        given = request.header(header)
+        if given is not None and given.strip().lower() != expected:
+            return f"{header} does not agree with X-WC-Webhook-Topic"
+    if topic not in TOPICS:
+        return None  # answered `ignored`: nothing is stored or sent
+    if event == "deleted":
+        if body.keys() != {"id"} or not _is_id(body["id"]):
+            return f'a {topic} body is exactly {{"id": N}}'
+    elif resource == "order":
+        if "order_key" not in body:
+            return f"the body is not an order, as {topic} says"
+    elif "type" not in body or "order_key" in body:
+        return f"the body is not a product, as {topic} says"
+    return None
+
+
+def _is_id(value: Any) -> bool:
+    """A WooCommerce post id: a positive integer (a digit string from some hooks)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value > 0
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 20
+        and value.isascii()
+        and value.isdigit()
+        and value.strip("0") != ""
+    )
 
 
 def send_headers(topic: str, body: bytes) -> dict[str, str]:

@@ -14,6 +14,7 @@ left readable by an older relay is tightened at start.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import logging
 import os
@@ -30,11 +31,20 @@ from relay.settings import ConfigError
 log = logging.getLogger("relay.embedded_redis")
 URL_FILE = "redis.url"
 SOCKET_FILE = "redis.sock"
+LOCK_FILE = "redis.lock"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 PRIVATE_UMASK = 0o077
 # What redis-server and the relay write in the data directory (not `metrics/`, which holds
 # only counters and is recreated at every start).
-DATA_FILES = ("dump.rdb", "relay.aof", "appendonlydir", "redis.log", "redis.conf", URL_FILE)
+DATA_FILES = (
+    "dump.rdb",
+    "relay.aof",
+    "appendonlydir",
+    "redis.log",
+    "redis.conf",
+    URL_FILE,
+    LOCK_FILE,
+)
 
 
 def find_redis_server() -> str:
@@ -133,6 +143,14 @@ class EmbeddedRedis:
         self.binary = binary or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self._lock_fd: int | None = None
+
+    @property
+    def url_without_password(self) -> str:
+        """The URL fit for logs: the password of the loopback fallback opens every event, so
+        it stays in `redis.url` (mode 600), which is what the relay's processes read."""
+        parts = urlsplit(self.url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
     def _config(self) -> tuple[list[str], str]:
         lines = [
@@ -158,19 +176,17 @@ class EmbeddedRedis:
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         make_private(self.data_dir)
-        if running_url(self.data_dir):
+        self._lock()
+        if running_url(self.data_dir):  # also one whose relay was killed, leaving it behind
+            self._unlock()
             raise ConfigError(
                 f"RELAY_DATA_DIR: a relay's Redis already runs on {self.data_dir}; stop it first"
             )
         lines, self.url = self._config()
         conf = self.data_dir / "redis.conf"
         write_private(conf, "\n".join(lines) + "\n")  # it may hold the password
-        self.process = subprocess.Popen(
-            [self.binary, str(conf)],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            umask=PRIVATE_UMASK,  # what it writes (AOF, snapshots, log) is 0600
-        )
+        self._spawn()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while not ping(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -183,17 +199,58 @@ class EmbeddedRedis:
         write_private(self.data_dir / URL_FILE, self.url + "\n")
         return self
 
+    def restart(self) -> None:
+        """Start redis-server again after it died, on the same configuration file: the same
+        socket, or the same port and password, so the URL every relay process was given
+        stays valid. Does not wait: loading a large append-only file takes a while, and the
+        relay's processes wait for Redis (or answer 503) meanwhile."""
+        self._spawn()
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, str(self.data_dir / "redis.conf")],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            umask=PRIVATE_UMASK,  # what it writes (AOF, snapshots, log) is 0600
+        )
+
+    def _lock(self) -> None:
+        """Hold <data dir>/redis.lock while this object owns the data: while its Redis is down
+        (crashed, restarting), `running_url` finds nothing, and a one-off command would
+        otherwise start a second redis-server on the same append-only file."""
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"RELAY_DATA_DIR: a relay's Redis already runs on {self.data_dir} "
+                "(or is restarting); stop that relay first"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the lock
+            self._lock_fd = None
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM: redis-server flushes the append-only file and exits."""
         (self.data_dir / URL_FILE).unlink(missing_ok=True)
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            if self.process is None or self.process.poll() is not None:
+                return
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        finally:
+            self._unlock()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

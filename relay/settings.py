@@ -66,6 +66,9 @@ class Settings:
     redis_fsync: str = "always"
     # Behind a TLS-terminating proxy: trust its X-Forwarded-For/-Proto (one hop).
     trust_proxy: bool = False
+    # /healthz fails once Redis has been unreachable this long (an orchestrator then
+    # restarts the relay); /readyz fails at once.
+    healthz_grace_seconds: int = 120
     log_format: str | None = None  # json | text; None: text in a terminal, else JSON
     log_level: str = "INFO"
 
@@ -136,6 +139,7 @@ class Settings:
             workers=env.integer("RELAY_WORKERS", 1, minimum=1),
             redis_fsync=env.choice("RELAY_REDIS_FSYNC", "always", ("always", "everysec", "no")),
             trust_proxy=env.choice("RELAY_TRUST_PROXY", "no", ("yes", "no")) == "yes",
+            healthz_grace_seconds=env.integer("RELAY_HEALTHZ_GRACE_SECONDS", 120, minimum=1),
             log_format=env.text("RELAY_LOG_FORMAT")
             and env.choice("RELAY_LOG_FORMAT", "json", ("json", "text")),
             log_level=env.choice("RELAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -47,8 +47,6 @@ from relay.admin_view import (
     one_line,
     platform_rows,
     pretty,
-    redact,
-    secrets_of,
     utc_text,
     without_credentials,
 )
@@ -56,6 +54,7 @@ from relay.commerce_api import SandboxClient
 from relay.deadletters import DeadLetter, DeadLetters, replay
 from relay.errors import ApiError, error_response
 from relay.inbox import Inbox
+from relay.redaction import redact, secrets_of
 from relay.web_context import WebContext
 
 bp = Blueprint(

@@ -22,7 +22,8 @@ def env(redis_server, tmp_path) -> dict:
     return {
         "RELAY_REDIS_URL": redis_server.url,
         "RELAY_DATA_DIR": str(tmp_path / "data"),
-        "RELAY_WOOCOMMERCE_SECRET": "s",
+        # Long enough not to occur by chance in what the commands print (they redact it).
+        "RELAY_WOOCOMMERCE_SECRET": "cli-test-woocommerce-secret",
     }
 
 
@@ -141,3 +142,43 @@ def test_mappers_lists_platforms(env):
     assert "woocommerce" in result.output
     assert "http://127.0.0.1:8000/webhooks/woocommerce" in result.output
     assert "enabled" in result.output
+
+
+def test_f13_dlq_show_redacts_secrets_and_dlq_list_defuses_terminal_escapes(env, redis):
+    """Review F13: `relay dlq show` printed a Sticky.io token that the postback echoed (the
+    admin page redacts it), and `relay dlq list` wrote an OSC sequence from a payload's id
+    (`\\x1b]0;relay pwned\\x07`, quoted in the error) straight to the operator's terminal."""
+    token = "stickyio-token-0123456789abcdef"
+    env = {**env, "RELAY_STICKYIO_TOKEN": token}
+    echoed = RawEvent(
+        "evt-token", "stickyio", "order", 1.0, b"", "", query=f"order_id=7&note={token}"
+    )
+    DeadLetters(redis).add(
+        DeadLetter(
+            id="evt-token",
+            platform="stickyio",
+            topic="order",
+            reason="mapping_error",
+            error=f"bad postback note={token}",
+            event=echoed.to_dict(),
+        )
+    )
+    hostile = "\x1b]0;relay pwned\x07\x1b[2J\x1b[31m\x9b1m\x07\u202e"
+    DeadLetters(redis).add(letter("evt-escape", dead_at=2.0))
+    escaped = DeadLetters(redis).get("evt-escape")
+    escaped.error = f"order {hostile}: currency is missing"
+    escaped.topic = f"order.{hostile}"
+    DeadLetters(redis).add(escaped)
+
+    shown = invoke(env, "dlq", "show", "evt-token")
+    assert shown.exit_code == 0
+    assert token not in shown.output
+    assert "note=[redacted]" in json.loads(shown.output)["event"]["query"]
+    listed = invoke(env, "dlq", "list")
+    assert listed.exit_code == 0
+    assert token not in listed.output
+    assert "evt-escape" in listed.output and "currency is missing" in listed.output
+    controls = [c for c in listed.output if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)]
+    assert controls == []
+    assert "\u202e" not in listed.output
+    assert "\\x1b]0;relay pwned\\x07" in listed.output  # shown, not acted on

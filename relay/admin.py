@@ -38,7 +38,6 @@ from relay.admin_auth import (
     FailedLogins,
     Sessions,
     bearer_token,
-    tokens_match,
 )
 from relay.admin_view import (
     QueueState,
@@ -169,17 +168,22 @@ def _authenticate() -> Admin | None:
     return None if session is None else Admin("session", session)
 
 
+def _client() -> str:
+    # The proxy's X-Forwarded-For only with RELAY_TRUST_PROXY=yes (ProxyFix, relay/app.py);
+    # otherwise the connection's address, which a client cannot choose.
+    return request.remote_addr or "unknown"
+
+
 def _check_token(given: str) -> None:
-    failures = FailedLogins(_ctx().redis)
-    if failures.blocked():
+    check = FailedLogins(_ctx().redis).check(_client(), given, _token())
+    if check.blocked:
         raise Refused(
             429,
             "too_many_attempts",
-            "too many wrong admin tokens: wait a minute",
-            {"Retry-After": str(FailedLogins.WINDOW_SECONDS)},
+            "too many wrong admin tokens from this address: wait a minute",
+            {"Retry-After": str(check.retry_after)},
         )
-    if not tokens_match(given, _token()):
-        failures.record()
+    if not check.ok:
         raise Refused(
             401,
             "bad_admin_token",
@@ -276,13 +280,14 @@ def login() -> Response | tuple[str, int]:
         if _current_session() is not None:
             return redirect(url_for("admin.overview"), 303)
         return render_template("admin/login.html", notice=_notice()), 200
-    failures = FailedLogins(_ctx().redis)
-    if failures.blocked():
-        error = "Too many wrong tokens were tried. Wait a minute, then try again."
-        return render_template("admin/login.html", error=error), 429
     # The token typed is never put back into the page.
-    if not tokens_match(request.form.get("token", ""), _token()):
-        failures.record()
+    check = FailedLogins(_ctx().redis).check(_client(), request.form.get("token", ""), _token())
+    if check.blocked:
+        error = "Too many wrong tokens were tried. Wait a minute, then try again."
+        page = make_response(render_template("admin/login.html", error=error), 429)
+        page.headers["Retry-After"] = str(check.retry_after)
+        return page
+    if not check.ok:
         return render_template("admin/login.html", error="That is not the admin token."), 401
     sessions = Sessions(_ctx().redis, _token())
     old = _current_session()

@@ -239,21 +239,23 @@ def dlq_show(event_id: str) -> None:
     click.echo(json.dumps(shown, indent=2 if sys.stdout.isatty() else None))
 
 
-def _select(redis: Redis, ids: tuple[str, ...], all_: bool, platform: str | None) -> list[Any]:
+def _select(redis: Redis, ids: tuple[str, ...], all_: bool) -> list[Any]:
+    """The letters named by id (each checked before anything is done); [] with --all,
+    which the commands page through themselves rather than load every letter."""
     from relay.deadletters import DeadLetters
 
-    store = DeadLetters(redis)
     if ids and all_:
         _fail("give dead letter ids or --all, not both", 2)
     if all_:
-        return store.list(platform, limit=None)
+        return []
     if not ids:
         _fail("give dead letter ids, or --all", 2)
+    store = DeadLetters(redis)
     letters = []
     for event_id in ids:
         letter = store.get(event_id)
         if letter is None:
-            _fail(f"no dead letter {event_id!r}")
+            _fail(f"no dead letter {_printable(repr(event_id))}")
         letters.append(letter)
     return letters
 
@@ -264,13 +266,14 @@ def _select(redis: Redis, ids: tuple[str, ...], all_: bool, platform: str | None
 @_platform_option
 def dlq_replay(ids: tuple[str, ...], all_: bool, platform: str | None) -> None:
     """Map the raw events again with today's code and queue them for delivery."""
-    from relay.deadletters import replay
+    from relay.deadletters import replay, replay_all
     from relay.event_queue import EventQueue
 
     settings, _ = _load()
     with _redis(settings) as redis:
-        letters = _select(redis, ids, all_, platform)
-        count = replay(EventQueue(redis, job_timeout=settings.job_timeout_seconds), letters)
+        letters = _select(redis, ids, all_)
+        events = EventQueue(redis, job_timeout=settings.job_timeout_seconds)
+        count = replay_all(events, platform) if all_ else replay(events, letters)
     click.echo(f"replayed {count} dead letter{'s' if count != 1 else ''}")
 
 
@@ -285,11 +288,18 @@ def dlq_purge(ids: tuple[str, ...], all_: bool, platform: str | None, yes: bool)
 
     settings, _ = _load()
     with _redis(settings) as redis:
-        letters = _select(redis, ids, all_, platform)
-        if all_ and letters and not yes:
-            click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
-        DeadLetters(redis).remove(letters)
-    click.echo(f"purged {len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
+        letters = _select(redis, ids, all_)
+        store = DeadLetters(redis)
+        if all_:
+            # Only what was counted for the question: letters that die meanwhile are kept.
+            total, upto = store.count(platform), store.newest_dead_at(platform)
+            if total and not yes:
+                click.confirm(f"delete {total} dead letters for good?", abort=True)
+            count = store.purge(platform, upto) if upto is not None else 0
+        else:
+            store.remove(letters)
+            count = len(letters)
+    click.echo(f"purged {count} dead letter{'s' if count != 1 else ''}")
 
 
 # --- sandbox, checks, platforms -----------------------------------------------------------

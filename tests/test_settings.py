@@ -50,6 +50,8 @@ def test_secret_from_file(tmp_path):
         ({"RELAY_RETRY_MAX_ATTEMPTS": "0"}, "RELAY_RETRY_MAX_ATTEMPTS"),
         ({"RELAY_REDIS_FSYNC": "sometimes"}, "RELAY_REDIS_FSYNC"),
         ({"RELAY_HEALTHZ_GRACE_SECONDS": "0"}, "RELAY_HEALTHZ_GRACE_SECONDS"),
+        ({"RELAY_DLQ_RETENTION_DAYS": "0"}, "RELAY_DLQ_RETENTION_DAYS"),
+        ({"RELAY_DLQ_MAX": "many"}, "RELAY_DLQ_MAX"),
         ({"RELAY_COMMERCE_API_KEY_FILE": "/nonexistent/key"}, "RELAY_COMMERCE_API_KEY_FILE"),
         ({"RELAY_ADMIN_TOKEN": "a", "RELAY_ADMIN_TOKEN_FILE": "/x"}, "RELAY_ADMIN_TOKEN"),
     ],

@@ -327,7 +327,7 @@ def _queue_state() -> QueueState:
     # ZCARD, not the registry's count: that one cleans the registry up first, and a GET
     # changes nothing.
     scheduled = ctx.redis.zcard(ctx.events.queue.scheduled_job_registry.key)
-    waiting = Inbox(ctx.redis).depth()  # webhooks stored, not yet taken by a worker
+    waiting = Inbox(ctx.redis).waiting()  # webhooks stored, not yet handled by a worker
     return QueueState(waiting, int(scheduled), DeadLetters(ctx.redis).count())
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -24,9 +24,17 @@ TRANSIENT_STATUSES = frozenset({408, 409, 429})
 MAX_KEPT_BODY = 2000  # characters of an error body kept for dead letters
 
 
+def encode_body(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class ApiRequest:
-    """One request to the Commerce API, planned by the worker from normalized records."""
+    """One request to the Commerce API, planned by the worker from normalized records.
+
+    The body is serialised when the request is made (at plan time, inside the event's own
+    exception boundary), and those bytes are what is sent: a body that cannot be encoded
+    fails its event there, not the send of a whole chunk later, deeper in the stack."""
 
     method: str
     path: str  # e.g. /api/v1/orders
@@ -34,6 +42,11 @@ class ApiRequest:
     entity: str = ""  # what it is about, for logs: "order:123"
     guard: dict[str, Any] | None = None  # the entity rule checked before each attempt
     key: str = ""  # Idempotency-Key: the same for every attempt of this request
+    encoded: str | None = field(default=None, compare=False, repr=False)  # the body as sent
+
+    def __post_init__(self) -> None:
+        if self.encoded is None and self.body is not None:
+            object.__setattr__(self, "encoded", encode_body(self.body))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,7 +165,7 @@ class CommerceClient:
 
     def send(self, request: ApiRequest, event_id: str = "") -> Outcome:
         url = self.base_url + request.path
-        data = None if request.body is None else json.dumps(request.body, separators=(",", ":"))
+        data = request.encoded
         headers = {}
         if event_id:
             headers["X-Relay-Event-Id"] = event_id

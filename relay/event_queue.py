@@ -35,6 +35,9 @@ DRAIN_INBOX = "relay.jobs.drain_inbox"
 # and re-runs it this many times. Failures the relay understands never get here: they are
 # retried on the relay's own schedule or dead-lettered.
 ABANDONED_JOB_RETRIES = Retry(max=5, interval=[5, 30, 60, 120, 300])
+# RQ keeps a failed job, arguments and all (a retry's raw event), for a year by default.
+# What the relay gives up on is a dead letter; a failed job is only a clue: a week.
+FAILED_JOB_TTL_SECONDS = 7 * 86400
 
 
 def dedup_mark_key(platform: str, key: str) -> str:
@@ -79,6 +82,7 @@ class EventQueue:
             "description": f"{event.platform} {event.topic} {event.id}",
             "timeout": self.job_timeout,
             "result_ttl": 0,  # nothing to keep once done; dead letters keep failures
+            "failure_ttl": FAILED_JOB_TTL_SECONDS,
             "ttl": None,  # never discard a waiting event
             "retry": ABANDONED_JOB_RETRIES,
         }
@@ -152,6 +156,7 @@ class EventQueue:
             description=f"drain inbox {drain_id}",
             timeout=self.job_timeout,
             result_ttl=0,
+            failure_ttl=FAILED_JOB_TTL_SECONDS,
             ttl=None,
             retry=ABANDONED_JOB_RETRIES,
         )
@@ -192,6 +197,7 @@ class EventQueue:
             "description": f"product batch {batch_id} attempt {attempt}",
             "timeout": self.job_timeout,
             "result_ttl": 0,
+            "failure_ttl": FAILED_JOB_TTL_SECONDS,
             "ttl": None,
             "retry": ABANDONED_JOB_RETRIES,
         }

@@ -82,6 +82,17 @@ class MappingError(Exception):
     """Raised by a mapper for an event it cannot make sense of. The event is dead-lettered."""
 
 
+def id_text(value: Any, what: str) -> str | None:
+    """A platform's id as the API's id: a string or an integer, as stripped text; None when
+    absent or empty. Anything else is no id (an object would be sent as "{'a': 1}", a float
+    as "12.0"): MappingError, which names the type, not the value."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise MappingError(f"{what} is not a string or an integer but a {type(value).__name__}")
+    return str(value).strip() or None
+
+
 @dataclass(frozen=True)
 class IncomingRequest:
     """The parts of an HTTP request that verifiers and intake functions may look at."""

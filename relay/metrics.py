@@ -30,7 +30,7 @@ from redis import Redis, RedisError
 from relay import stats
 from relay.deadletters import DROP_REASONS, DROPPED
 from relay.event_queue import QUEUE_NAME
-from relay.inbox import INBOX, Entry
+from relay.inbox import INBOX, Entry, inflight_depths, inflight_key
 
 WEBHOOKS = Counter(
     "relay_webhooks",
@@ -91,10 +91,19 @@ class QueueCollector:
         pipe.lindex(INBOX, -1)  # the oldest waiting event
         pipe.hgetall(DROPPED)  # dead letters dropped by the workers (retention, cap)
         depth, jobs, scheduled, dead, outbox, oldest, dropped = pipe.execute()
+        # Events a drain job holds wait too (a failed drain's until RQ runs it again).
+        taken = inflight_depths(self.redis)
+        depth += sum(taken.values())
+        oldest_entries = [oldest] if oldest is not None else []
+        if taken:
+            pipe = self.redis.pipeline(transaction=False)
+            for drain_id in taken:
+                pipe.lindex(inflight_key(drain_id), -1)
+            oldest_entries += [raw for raw in pipe.execute() if raw is not None]
         oldest_age = 0.0
-        if oldest is not None:
-            received = Entry.from_json(oldest).event.get("received_at", time.time())
-            oldest_age = max(time.time() - float(received), 0.0)
+        for raw in oldest_entries:
+            received = Entry.from_json(raw).event.get("received_at", time.time())
+            oldest_age = max(oldest_age, time.time() - float(received))
 
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             family = GaugeMetricFamily(name, doc)
@@ -102,7 +111,11 @@ class QueueCollector:
             return family
 
         yield gauge("relay_redis_up", "Whether Redis answered the scrape.", 1)
-        yield gauge("relay_queue_depth", "Webhooks stored and waiting for a worker.", depth)
+        yield gauge(
+            "relay_queue_depth",
+            "Webhooks stored and not yet handled (in the inbox or taken by a drain job).",
+            depth,
+        )
         yield gauge(
             "relay_oldest_waiting_seconds", "Age of the oldest waiting webhook.", oldest_age
         )

@@ -9,10 +9,9 @@ arguments, and masks email addresses anywhere in the text that remains.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from relay.logs import mask_emails
+from relay.logs import mask_emails, mask_token_paths
 from relay.settings import Settings
 
 SECRET_HEADERS = {
@@ -24,7 +23,6 @@ SECRET_HEADERS = {
     "x-api-key",
     "proxy-authorization",
 }
-_TOKEN_PATH = re.compile(r"(/webhooks/[^/?#]+/)[^/?#]+")
 FILTERED = "[Filtered]"
 
 
@@ -61,7 +59,7 @@ def scrub_event(event: dict[str, Any], hint: Any = None) -> dict[str, Any]:
                 if name.lower() in SECRET_HEADERS:
                     headers[name] = FILTERED
         if isinstance(request.get("url"), str):
-            request["url"] = _TOKEN_PATH.sub(r"\1" + FILTERED, request["url"])
+            request["url"] = mask_token_paths(request["url"], FILTERED)
     event.pop("user", None)
     extra = event.get("extra")
     if isinstance(extra, dict) and "rq-job" in extra:
@@ -82,7 +80,7 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: Any = None) -> dict[str, Any]:
 
 def _mask_strings(value: Any) -> Any:
     if isinstance(value, str):
-        return _TOKEN_PATH.sub(r"\1" + FILTERED, mask_emails(value))
+        return mask_token_paths(mask_emails(value), FILTERED)
     if isinstance(value, dict):
         return {k: _mask_strings(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -22,7 +22,7 @@ from relay.entity_rules import Guard, epoch, fingerprint
 from relay.entity_state import EntityStore
 from relay.events import RawEvent
 from relay.mapping import Record
-from relay.product_outbox import ProductWrite
+from relay.product_outbox import ProductWrite, event_ref
 from relay.variants import VariantMemory
 
 
@@ -92,14 +92,14 @@ def product_write(
 ) -> ProductWrite:
     if payload is None:
         guard = Guard(entity=f"product:{product_id}", rule="delete")
-        return ProductWrite(product_id, "delete", None, guard.to_dict(), event.to_dict())
+        return ProductWrite(product_id, "delete", None, guard.to_dict(), event_ref(event))
     guard = Guard(
         entity=f"product:{product_id}",
         rule="product",
         modified=modified,
         fingerprint=fingerprint(payload),
     )
-    return ProductWrite(product_id, "upsert", payload, guard.to_dict(), event.to_dict(), modified)
+    return ProductWrite(product_id, "upsert", payload, guard.to_dict(), event_ref(event), modified)
 
 
 class Planner:

@@ -7,17 +7,26 @@
 Every way out is recorded: a mapping bug or an invalid record is a dead letter (replayable
 after the fix), a transient API failure is a retry on the schedule (in Redis, so restarts
 keep it), a permanent one or the last attempt is a dead letter with the API's answer.
+
+Each event has its own exception boundary, from mapping to the last send (and each product
+write in a flush): an unexpected exception dead-letters that event as `processing_error`
+and its chunk goes on. Only what no single event caused stops a chunk: Redis failing
+(`RedisError`) and RQ's job timeout. The drain then fails, RQ runs it again, and the
+re-run tries its left-over events one at a time (relay/inbox.py, `worker_crashed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
+
+from redis import RedisError
 
 from relay import metrics
 from relay.commerce_api import ApiRequest, Client, Outcome, product_path
@@ -27,7 +36,8 @@ from relay.entity_rules import Guard, attempting, decide, delivered, fingerprint
 from relay.entity_state import EntityStore, LockTimeout
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
-from relay.inbox import Entry, Inbox
+from relay.failures import describe, not_ours
+from relay.inbox import MAX_FAILED_DRAINS, Entry, Inbox
 from relay.mapping import IgnoreEvent, Record
 from relay.planning import Plan, Planner
 from relay.product_outbox import BATCH_SIZE, ProductOutbox, ProductWrite
@@ -70,10 +80,21 @@ class EventProcessor:
     def drain(self, drain_id: str) -> str:
         """Handle inbox events chunk by chunk until it is empty (or the budget is spent:
         then a continuation job is queued, so retries waiting in RQ get their turn)."""
-        entries = self.inbox.inflight(drain_id)  # a killed run of this job left these
+        try:
+            return self._drain(drain_id)
+        except BaseException:
+            self._after_failed_drain()
+            raise
+
+    def _drain(self, drain_id: str) -> str:
         handled, started = 0, time.monotonic()
+        leftovers = self.inbox.inflight(drain_id)  # a failed or killed run of this job left these
+        if leftovers:
+            handled += self._retry_leftovers(drain_id, leftovers)
+            self.inbox.done(drain_id)
+            self.schedule_flush(inline=True)
         while True:
-            entries = entries or self.inbox.take(drain_id)
+            entries = self.inbox.take(drain_id)
             if not entries:
                 if self.inbox.sleep():
                     break
@@ -81,13 +102,41 @@ class EventProcessor:
             self.process_chunk(entries)
             self.inbox.done(drain_id)
             handled += len(entries)
-            entries = []
             self.inbox.keep_awake()
             self.schedule_flush(inline=True)
             if time.monotonic() - started > DRAIN_BUDGET_SECONDS and self.inbox.depth():
                 self.events.enqueue_drain()
                 break
         return f"{handled} events"
+
+    def _retry_leftovers(self, drain_id: str, entries: Sequence[Entry]) -> int:
+        """The events a failed run of this drain held, one at a time, each out of the list
+        once handled: if the drain fails again, the event being handled is the suspect."""
+        for entry in entries:
+            failed = self.inbox.note_try(entry)
+            if failed >= MAX_FAILED_DRAINS:
+                event = RawEvent.from_dict(entry.event)
+                self._dead(
+                    event,
+                    "worker_crashed",
+                    f"the drain handling this event failed {failed} times (the worker died "
+                    "or the job ran out of time), the last times with this event alone",
+                    attempts=failed,
+                )
+            else:
+                self.process_chunk([entry])
+            self.inbox.finish_one(drain_id, entry)
+            self.inbox.keep_awake()
+        return len(entries)
+
+    def _after_failed_drain(self) -> None:
+        """A drain that fails leaves its events in-flight for RQ's retry of the job; the
+        events still in the inbox must not wait for that retry (or for the wake flag to
+        expire): let the next webhook, or a fresh drain now, take them."""
+        with contextlib.suppress(RedisError):  # Redis is gone: the flag expires by itself
+            self.inbox.release_wake()
+            if self.inbox.depth() and self.inbox.wake():
+                self.events.enqueue_drain()
 
     def process(self, event: RawEvent, dedup_mark: str | None = None) -> str:
         """One event (tests, and jobs queued by an older relay)."""
@@ -101,15 +150,28 @@ class EventProcessor:
         outcomes: dict[str, str] = {}
         items: list[Item] = []
         writes: list[ProductWrite] = []
+        raw_events: dict[str, RawEvent] = {}
         now = time.time()
-        for event, owner in zip(events, owners, strict=True):
+        for entry, event, owner in zip(entries, events, owners, strict=True):
             if owner is not None and owner != event.id:  # lost a race with its twin
                 outcomes[event.id] = self._done(event, "duplicate")
                 continue
-            plan = self._plan(event, outcomes)
+            try:
+                plan = self._plan(event, outcomes)
+            except LockTimeout as exc:  # another worker holds a product: not this event's fault
+                self.inbox.defer(entry)
+                outcomes[event.id] = self._done(event, "deferred", reason=f"{exc} is busy")
+                continue
+            except Exception as exc:
+                if not_ours(exc):
+                    raise
+                outcomes[event.id] = self._dead(event, "processing_error", describe(exc))
+                continue
             if plan is None:
                 continue
-            writes.extend(plan.products)
+            if plan.products:
+                writes.extend(plan.products)
+                raw_events[event.id] = event
             if plan.requests:
                 items.append(Item(event, plan.requests, 1, now))
             else:
@@ -120,7 +182,7 @@ class EventProcessor:
                     else ("held" if plan.held else "nothing_to_send"),
                 )
         if writes:
-            self.outbox.put_many(writes)  # the caller flushes when due
+            self.outbox.put_many(writes, list(raw_events.values()))  # the caller flushes
         if items:
             outcomes.update(self._deliver(items))
         return [outcomes.get(event.id, "") for event in events]
@@ -138,7 +200,9 @@ class EventProcessor:
             outcomes[event.id] = self._done(event, "ignored", reason=exc.reason)
             return None
         except Exception as exc:  # a mapper bug must cost a dead letter, not the event
-            outcomes[event.id] = self._dead(event, "mapping_error", _describe(exc))
+            if not_ours(exc):
+                raise
+            outcomes[event.id] = self._dead(event, "mapping_error", describe(exc, frames=3))
             return None
         invalid = {i: errs for i, record in enumerate(records) if (errs := record_errors(record))}
         if invalid:
@@ -166,7 +230,15 @@ class EventProcessor:
     def _deliver(self, items: list[Item]) -> dict[str, str]:
         outcomes = {}
         for result in self.batch.run(items):
-            outcomes[result.item.event.id] = self._settle(result)
+            event = result.item.event
+            try:
+                outcomes[event.id] = self._settle(result)
+            except Exception as exc:
+                if not_ours(exc):
+                    raise
+                outcomes[event.id] = self._dead(
+                    event, "processing_error", describe(exc), attempts=result.item.attempt
+                )
         return outcomes
 
     def _delivered(
@@ -190,6 +262,15 @@ class EventProcessor:
             metrics.EVENT_DELAY.observe(max(time.time() - event.received_at, 0.0))
             return self._done(event, "delivered")
         remaining = [r.to_dict() for r in result.remaining]
+        if result.error is not None:  # an exception while deciding or sending this event
+            return self._dead(
+                event,
+                "processing_error",
+                result.error,
+                pending=remaining,
+                attempts=item.attempt,
+                first_attempt_at=item.first_attempt_at,
+            )
         path = metrics.endpoint(result.remaining[0].path)
         outcome = result.outcome
         if outcome is None:  # decided again shortly: not a failed attempt
@@ -284,16 +365,29 @@ class EventProcessor:
 
     def _flush(self, batch_id: str, writes: list[ProductWrite]) -> Outcome | None:
         """Send a batch; returns the transient failure that stopped it, if any. State is
-        read and written for the whole batch at once (each write is an fsync)."""
-        guards = {w.product_id: Guard.from_dict(w.guard) for w in writes}
+        read and written for the whole batch at once (each write is an fsync). A write
+        that raises while it is decided or sent is dead-lettered alone."""
+        guards: dict[str, Guard] = {}
+        for write in writes:
+            try:
+                guards[write.product_id] = Guard.from_dict(write.guard)
+            except Exception as exc:
+                self._broken_writes(batch_id, [write], exc)
         state = self.store.load_many(g.entity for g in guards.values())
         kept: dict[str, dict[str, str]] = {}
         skipped_ids, deletes, upserts = [], [], []
         for write in writes:
-            guard = guards[write.product_id]
-            decision = decide(guard, state[guard.entity])
+            guard = guards.get(write.product_id)
+            if guard is None:
+                continue
+            try:
+                decision = decide(guard, state[guard.entity])
+                if not decision.send:
+                    kept[guard.entity] = skipped(guard, decision, state[guard.entity])
+            except Exception as exc:
+                self._broken_writes(batch_id, [write], exc)
+                continue
             if not decision.send:
-                kept[guard.entity] = skipped(guard, decision, state[guard.entity])
                 skipped_ids.append(write.product_id)
             else:
                 (deletes if write.op == "delete" else upserts).append(write)
@@ -301,9 +395,13 @@ class EventProcessor:
         self.outbox.done(batch_id, skipped_ids)
         for write in deletes:
             guard = guards[write.product_id]
-            outcome = self.client.send(
-                ApiRequest("DELETE", product_path(write.product_id), None, guard.entity)
-            )
+            try:
+                outcome = self.client.send(
+                    ApiRequest("DELETE", product_path(write.product_id), None, guard.entity)
+                )
+            except Exception as exc:
+                self._broken_writes(batch_id, [write], exc)
+                continue
             if outcome.transient:
                 return outcome
             if outcome.ok:
@@ -320,9 +418,18 @@ class EventProcessor:
     def _send_products(
         self, batch_id: str, chunk: list[ProductWrite], state: dict[str, dict[str, str]]
     ) -> Outcome | None:
-        guards = [Guard.from_dict(w.guard) for w in chunk]
-        self.store.update_many({g.entity: attempting(g, state[g.entity]) for g in guards})
-        outcome = self.client.send(products_request(chunk))
+        guards = [Guard.from_dict(w.guard) for w in chunk]  # read once already in _flush
+        try:
+            request = products_request(chunk)
+            self.store.update_many({g.entity: attempting(g, state[g.entity]) for g in guards})
+            outcome = self.client.send(request)
+        except Exception as exc:
+            if not_ours(exc):
+                raise
+            if len(chunk) > 1:  # find the write that raises; the others go out
+                return self._one_by_one(batch_id, chunk, state)
+            self._broken_writes(batch_id, chunk, exc)
+            return None
         if outcome.ok:
             self.store.update_many({g.entity: delivered(g, state[g.entity]) for g in guards})
             self.outbox.done(batch_id, [w.product_id for w in chunk])
@@ -342,14 +449,27 @@ class EventProcessor:
         if outcome.transient:
             return outcome
         if len(chunk) > 1:  # one bad product must not sink the other 99: find it
-            for write in chunk:
-                failure = self._send_products(batch_id, [write], state)
-                if failure is not None:
-                    return failure
-            return None
+            return self._one_by_one(batch_id, chunk, state)
         self._dead_writes(chunk, "permanent_error", outcome, 1, None)
         self.outbox.done(batch_id, [chunk[0].product_id])
         return None
+
+    def _one_by_one(
+        self, batch_id: str, chunk: list[ProductWrite], state: dict[str, dict[str, str]]
+    ) -> Outcome | None:
+        for write in chunk:
+            failure = self._send_products(batch_id, [write], state)
+            if failure is not None:
+                return failure
+        return None
+
+    def _broken_writes(self, batch_id: str, writes: Sequence[ProductWrite], exc: Exception) -> None:
+        """Writes that raised (not an answer of the API): dead letters, out of the batch."""
+        if not_ours(exc):
+            raise exc
+        failure = Outcome(ok=False, error=describe(exc))
+        self._dead_writes(writes, "processing_error", failure, 1, None)
+        self.outbox.done(batch_id, [w.product_id for w in writes])
 
     def _dead_writes(
         self,
@@ -364,18 +484,12 @@ class EventProcessor:
         for write in writes:
             by_event[write.event["id"]].append(write)
         for group in by_event.values():
-            event = RawEvent.from_dict(group[0].event)
-            pending = [
-                products_request([w]).to_dict()
-                if w.op == "upsert"
-                else ApiRequest("DELETE", product_path(w.product_id)).to_dict()
-                for w in group
-            ]
+            event, note = self.outbox.raw_event(group[0])
             self._dead(
                 event,
                 reason,
-                outcome.error,
-                pending=pending,
+                outcome.error + note,
+                pending=[_pending(w) for w in group],
                 response=outcome.to_dict(),
                 attempts=attempts,
                 first_attempt_at=first_attempt_at,
@@ -401,21 +515,26 @@ class EventProcessor:
         attempts: int = 0,
         first_attempt_at: float | None = None,
     ) -> str:
-        self.dead_letters.add(
-            DeadLetter(
-                id=event.id,
-                platform=event.platform,
-                topic=event.topic,
-                reason=reason,
-                error=error,
-                event=event.to_dict(),
-                attempts=attempts,
-                first_attempt_at=first_attempt_at,
-                records=[r.to_dict() for r in records] if records is not None else None,
-                pending=pending,
-                response=response,
-            )
+        letter = DeadLetter(
+            id=event.id,
+            platform=event.platform,
+            topic=event.topic,
+            reason=reason,
+            error=error,
+            event=event.to_dict(),
+            attempts=attempts,
+            first_attempt_at=first_attempt_at,
+            records=[r.to_dict() for r in records] if records is not None else None,
+            pending=pending,
+            response=response,
         )
+        try:
+            self.dead_letters.add(letter)
+        except (RecursionError, TypeError, ValueError) as exc:
+            # Records or requests that JSON cannot hold (nested too deep: what made the
+            # event fail, often). The raw event is text: keep it, and say what was dropped.
+            error += f" (records and requests not kept: {type(exc).__name__})"
+            self.dead_letters.add(replace(letter, error=error, records=None, pending=None))
         log.error(
             "dead-lettered",
             extra=_fields(
@@ -423,6 +542,20 @@ class EventProcessor:
             ),
         )
         return "dead_letter"
+
+
+def _pending(write: ProductWrite) -> dict[str, Any]:
+    """A write as a dead letter's pending request (nothing computed: it may be the one
+    that raised)."""
+    upsert = write.op == "upsert"
+    return {
+        "method": "POST" if upsert else "DELETE",
+        "path": "/api/v1/products" if upsert else product_path(write.product_id),
+        "body": {"products": [write.payload]} if upsert else None,
+        "entity": f"product:{write.product_id}",
+        "guard": write.guard,
+        "key": "",
+    }
 
 
 def products_request(writes: Sequence[ProductWrite]) -> ApiRequest:
@@ -445,13 +578,6 @@ def retry_delay(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, policy.max_delay_seconds)
-
-
-def _describe(exc: BaseException) -> str:
-    """Exception type, message and the innermost frames: enough to find the mapper bug."""
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    where = "; ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames)
-    return f"{type(exc).__name__}: {exc} (at {where})"
 
 
 def _fields(event: RawEvent, request: ApiRequest | None = None, **more: Any) -> dict[str, Any]:

@@ -40,6 +40,11 @@ class RetryPolicy:
         """Delay before attempt `attempt + 1`, without jitter (attempt counts from 1)."""
         return min(self.base_seconds * 2 ** (attempt - 1), self.max_delay_seconds)
 
+    def horizon_seconds(self) -> float:
+        """An upper bound of the time from the first attempt to the last (each delay is
+        capped at `max_delay_seconds`, a Retry-After included)."""
+        return (self.max_attempts - 1) * self.max_delay_seconds
+
 
 @dataclass(frozen=True)
 class Settings:

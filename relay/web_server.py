@@ -80,7 +80,7 @@ def _log_config(settings: Settings) -> dict[str, Any]:
         "formatters": {"relay": {"()": formatter}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
+                "class": "relay.logs.SafeStreamHandler",  # a failed line: one masked line
                 "formatter": "relay",
                 "stream": "ext://sys.stderr",
             },

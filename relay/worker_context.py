@@ -52,7 +52,8 @@ def build(
         DeadLetters(redis, settings.dlq_retention_days, settings.dlq_max),
         store,
         Planner(store, VariantMemory(redis)),
-        ProductOutbox(redis),
+        # The raw events of waiting product writes outlive any retry schedule (a backstop).
+        ProductOutbox(redis, int(settings.retry.horizon_seconds()) + 86400),
         Inbox(redis),
     )
     return WorkerContext(settings, redis, registry, processor)

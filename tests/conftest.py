@@ -64,6 +64,7 @@ def fake_api() -> Iterator[FakeCommerceApi]:
     api = FakeCommerceApi(api_key=API_KEY).start()
     yield api
     api.stop()
+    api.assert_contract_kept()
 
 
 @pytest.fixture

@@ -7,6 +7,10 @@ fails on command (5xx, 429 with Retry-After, slow answers, 4xx).
     api.wait_for(3)                                       # three requests received
     api.requests                                          # what arrived, in order
 
+Every request body is checked against the official SDK's types, strictly
+(tests/sdk_oracle.py); what does not conform is listed in `violations`, and the `fake_api`
+fixture fails the test that caused it. Answers are shaped as the SDK's response types.
+
 Also runnable alone for manual testing: `python -m tests.fakeapi --port 9100`.
 """
 
@@ -23,12 +27,46 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests import sdk_oracle
+
+COMPANY_ID = "company-fake"
+COMPANY_NAME = "Fake Shop"
 SUCCESS = {
     "/api/v1/orders": (202, {"success": True, "queued": True, "jobId": "job-fake"}),
     "/api/v1/products": (200, {"success": True, "upserted": 1, "backInStockEventsTriggered": 0}),
-    "/api/v1/checkouts": (200, {"success": True, "eventId": "evt-fake"}),
+    "/api/v1/checkouts": (
+        200,
+        {"success": True, "eventId": "evt-fake", "checkoutId": "c", "subscriberId": "sub-fake"},
+    ),
     "/api/v1/back-in-stock": (200, {"success": True, "subscriberId": "sub-fake"}),
-    "/api/v1/account": (200, {"success": True, "company": "fake"}),
+    "/api/v1/account": (
+        200,
+        {
+            "success": True,
+            "currentCompanyId": COMPANY_ID,
+            "companies": [{"id": COMPANY_ID, "name": COMPANY_NAME, "role": "owner"}],
+            "apiKeyPermissions": {
+                "activeKey": {
+                    "id": "key-fake",
+                    "name": "relay",
+                    "prefix": "seq_live_A",
+                    "type": "company",
+                },
+                "preset": "data_ingest_safe",
+            },
+        },
+    ),
+    "/api/v1/subscribers/me": (
+        200,
+        {
+            "success": True,
+            "account": {
+                "apiKeyType": "company",
+                "companyId": COMPANY_ID,
+                "companyName": COMPANY_NAME,
+            },
+        },
+    ),
 }
 
 
@@ -66,6 +104,9 @@ class FakeCommerceApi:
         self.applied: list[Received] = []
         self.resent = 0
         self._applied_keys: set[str] = set()
+        # Requests whose body or query broke the SDK's contract: (request line, problems).
+        self.violations: list[tuple[str, list[str]]] = []
+        self.check_contract = True
         # A scenario's fault injector: called for each request without a scripted answer;
         # returns the answer to give instead (an outage, a slow answer...), or None.
         self.fault: Callable[[Received], Scripted | None] | None = None
@@ -82,6 +123,7 @@ class FakeCommerceApi:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeCommerceApi:
+        sdk_oracle.endpoints()  # read the SDK now (seconds), not during the first request
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -162,9 +204,27 @@ class FakeCommerceApi:
         return None
 
     def _record(self, received: Received) -> None:
+        problems = self._contract_problems(received)
         with self._arrived:
             self.requests.append(received)
+            if problems:
+                self.violations.append((f"{received.method} {received.path}", problems))
             self._arrived.notify_all()
+
+    def _contract_problems(self, received: Received) -> list[str]:
+        if not self.check_contract or not received.path.startswith(sdk_oracle.API_PREFIX):
+            return []
+        path, query = sdk_oracle.split(received.path)
+        return sdk_oracle.check_request(received.method, path, query, received.body)
+
+    def assert_contract_kept(self) -> None:
+        """Fail with every request that broke the SDK's contract (the fixture calls it)."""
+        if self.violations:
+            lines = [f"{line}: {'; '.join(problems)}" for line, problems in self.violations]
+            raise AssertionError(
+                "requests that break the Commerce API contract (tests/sdk_oracle.py):\n"
+                + "\n".join(lines)
+            )
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -223,8 +283,7 @@ class FakeCommerceApi:
                     and received.header("authorization") != f"Bearer {api.api_key}"
                 ):
                     self._answer(
-                        401,
-                        {"success": False, "error": {"code": "UNAUTHORIZED", "message": "bad key"}},
+                        401, {"success": False, "error": "Invalid API key", "code": "UNAUTHORIZED"}
                     )
                     return
                 if scripted is not None:
@@ -232,7 +291,10 @@ class FakeCommerceApi:
                 elif self.command == "DELETE":
                     status, answer, headers = 200, {"success": True}, {}
                 else:
-                    status, answer = SUCCESS.get(self.path, (404, {"success": False}))
+                    status, answer = SUCCESS.get(
+                        self.path.partition("?")[0],
+                        (404, {"success": False, "error": "Not found", "code": "NOT_FOUND"}),
+                    )
                     headers = {}
                 api._apply(received, status)
                 if delay and apply_first:

@@ -234,3 +234,20 @@ def test_a_partial_that_was_paid_meanwhile_is_not_a_checkout(status):
 def test_a_declined_partial_is_still_a_checkout_to_recover():
     [record] = map_fields({**SALE, "orderStatus": "DECLINED"}, "partial")
     assert record.kind == "checkout"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"customerId": {"a": 1}},
+        {"customerId": [7]},
+        {"customerId": 7.5},
+        {"product1_id": {"a": 1}, "product1_name": "Mug"},
+        {"product1_id": True, "product1_name": "Mug"},
+    ],
+    ids=["object customerId", "list customerId", "float customerId", "object line id", "bool"],
+)
+def test_f16_an_id_that_is_not_a_string_or_an_integer_is_a_mapping_error(change):
+    with pytest.raises(MappingError, match="not a string or an integer"):
+        map_fields({**SALE, **change})
+    assert map_fields({**SALE, "customerId": 7})[0].data["customer"]["externalId"] == "7"

@@ -188,6 +188,7 @@ def module_api():
     api = FakeCommerceApi(api_key=API_KEY).start()
     yield api
     api.stop()
+    api.assert_contract_kept()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from relay import logs, observability, stats
 from relay.app import create_app
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from relay.inbox import Inbox
 from relay.registry import default_registry
 from tests.conftest import API_KEY, WOO_SECRET, as_body, wait_until, woo_headers
 from tests.redis_server import free_port
@@ -158,6 +159,26 @@ def test_stats_per_platform(client, redis):
     [woo] = stats.read(redis, ["woocommerce"])
     assert (woo.ignored, woo.rejected, woo.last_rejected_code) == (1, 1, "bad_signature")
     assert woo.last_seen is not None
+
+
+def test_f1_events_held_by_a_failed_drain_count_as_waiting(settings, redis):
+    queue = EventQueue(redis)
+    events = [
+        RawEvent(new_event_id(), "woocommerce", "order.created", time.time() - 300 + i, b"{}")
+        for i in range(5)
+    ]
+    for event in events:
+        queue.accept(event, event.id)
+    Inbox(redis).take("failed-drain", 3)  # a drain took three, then failed: RQ retries it
+    app = create_app(replace(settings, admin_token="a" * 32), redis=redis)
+    web = app.test_client()
+
+    text = web.get("/metrics").get_data(as_text=True)
+    assert "relay_queue_depth 5.0" in text
+    [age] = [line for line in text.splitlines() if line.startswith("relay_oldest_waiting_")]
+    assert float(age.split()[1]) >= 299  # the oldest is one the failed drain holds
+    status = web.get("/admin/api/status", headers={"Authorization": "Bearer " + "a" * 32})
+    assert status.get_json()["queue"]["waiting"] == 5
 
 
 # --- a worker run alone -------------------------------------------------------------------

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+from rq.timeouts import JobTimeoutException
+
 from relay.deadletters import DeadLetters, replay
-from relay.event_queue import EventQueue
+from relay.event_queue import EventQueue, make_queue
 from relay.events import RawEvent, new_event_id
+from relay.inbox import MAX_FAILED_DRAINS
 from relay.registry import Registry, default_registry
-from tests.conftest import API_KEY, WorkerHarness
+from tests.conftest import API_KEY, WorkerHarness, live_client
 
 FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
 
@@ -289,3 +293,174 @@ def test_event_of_an_unknown_platform_is_dead_lettered(redis, settings, worker):
     enqueue(redis, event, settings)
     worker.run()
     assert DeadLetters(redis).get(event.id).reason == "unknown_platform"
+
+
+# --- F1: one bad event must never stop the others ------------------------------------------
+
+
+def _order_body(order_id: int, **changes) -> bytes:
+    return json.dumps({**_order_base(), "id": order_id, **changes}).encode()
+
+
+def _deep_coupon_order(order_id: int, depth: int) -> bytes:
+    """The review's poison: a coupon code nested `depth` lists deep (orjson at ingest takes
+    up to 1,024; WooCommerce's mapper copies coupon codes into the order's properties)."""
+    body = _order_body(order_id, coupon_lines=[{"code": "__DEEP__"}])
+    return body.replace(b'"__DEEP__"', b"[" * depth + b"1" + b"]" * depth)
+
+
+def _deepest_body_the_mapper_parses(redis, settings, fake_api, worker) -> int:
+    """How deep Python's json gives up depends on the stack depth where it runs, so find
+    the deepest coupon the worker's mapper still parses (the review's worker: 970). On the
+    old code that body parsed, then failed in json.dumps at send time, deeper in the stack."""
+
+    def parsed(depth: int) -> bool:
+        event = woo_event("x", body=_deep_coupon_order(9000 + depth, depth))
+        enqueue(redis, event, settings)
+        worker.run()
+        letter = DeadLetters(redis).get(event.id)
+        redis.flushdb()  # each probe on its own: a failed drain leaves things behind
+        return not (letter and letter.reason == "mapping_error" and "Recursion" in letter.error)
+
+    low, high = 1, sys.getrecursionlimit()  # parsed(low); not parsed(high)
+    assert parsed(low) and not parsed(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if parsed(middle) else (low, middle)
+    fake_api.reset()
+    return low
+
+
+def _orders_sent(fake_api) -> list[str]:
+    return [r.body["orderId"] for r in fake_api.requests if r.path == "/api/v1/orders"]
+
+
+def test_f1_a_poison_pill_costs_a_dead_letter_not_its_chunk(redis, settings, fake_api, worker):
+    depth = _deepest_body_the_mapper_parses(redis, settings, fake_api, worker)
+    burst = [woo_event("x", body=_order_body(n)) for n in (1, 2)]
+    poison = woo_event("x", body=_deep_coupon_order(3, depth))
+    burst += [poison] + [woo_event("x", body=_order_body(n)) for n in (4, 5)]
+    for event in burst:  # all five wait for one drain job: one chunk
+        enqueue(redis, event, settings)
+    worker.run()
+    worker.release_scheduled()  # a failed drain's retry, if there were one
+    worker.run()
+
+    assert sorted(_orders_sent(fake_api)) == ["1", "2", "4", "5"]  # each exactly once
+    [letter] = DeadLetters(redis).list()
+    assert letter.id == poison.id
+    assert letter.reason in ("invalid_record", "processing_error")
+    assert "properties" in letter.error or "RecursionError" in letter.error
+    assert letter.event["body"] == poison.body.decode()  # the raw event, for a replay
+    assert redis.keys("relay:inflight:*") == []
+    assert make_queue(redis).failed_job_registry.count == 0
+
+
+class RaisingClient:
+    """The real client, except that one order's request raises (as json.dumps did on the
+    review's poison): a narrow stand-in for any exception while sending."""
+
+    def __init__(self, client, order_id: str):
+        self.client, self.order_id = client, order_id
+
+    def send(self, request, event_id: str = ""):
+        body = request.body or {}
+        products = [p.get("productId") for p in body.get("products", [])]
+        if body.get("orderId") == self.order_id or self.order_id in products:
+            raise RecursionError("maximum recursion depth exceeded while encoding")
+        return self.client.send(request, event_id)
+
+
+def test_f1_an_exception_while_sending_one_event_spares_its_chunk(redis, settings, fake_api):
+    harness = WorkerHarness(settings, redis, client=RaisingClient(live_client(settings), "3"))
+    events = [woo_event("x", body=_order_body(n)) for n in range(1, 6)]
+    for event in events:
+        enqueue(redis, event, settings)
+    harness.run()
+    assert sorted(_orders_sent(fake_api)) == ["1", "2", "4", "5"]
+    [letter] = DeadLetters(redis).list()
+    assert (letter.id, letter.reason) == (events[2].id, "processing_error")
+    assert letter.error.startswith("RecursionError: maximum recursion depth")
+    assert [p["body"]["orderId"] for p in letter.pending] == ["3"]
+    assert redis.keys("relay:inflight:*") == []
+
+
+def test_f1_an_exception_while_flushing_one_product_spares_its_batch(redis, settings, fake_api):
+    harness = WorkerHarness(settings, redis, client=RaisingClient(live_client(settings), "41"))
+    product = json.loads((FIXTURES / "product.simple.on-sale.json").read_bytes())
+    events = [
+        woo_event("x", "product.updated", json.dumps({**product, "id": n}).encode())
+        for n in (40, 41, 42)
+    ]
+    for event in events:
+        enqueue(redis, event, settings)
+    harness.run()
+    sent = [p["productId"] for r in fake_api.requests for p in r.body["products"]]
+    assert sorted(sent) == ["40", "42"]
+    [letter] = DeadLetters(redis).list()
+    assert (letter.id, letter.reason) == (events[1].id, "processing_error")
+    assert letter.event["body"] == events[1].body.decode()
+    assert redis.keys("relay:batch:*") == [] and redis.keys("relay:outbox:*") == []
+
+
+class TimingOutPlanner:
+    """The real planner, except that one order takes the drain job past RQ's timeout every
+    time it is planned (the alarm raises wherever the job is at that moment)."""
+
+    def __init__(self, planner, order_id: str):
+        self.planner, self.order_id = planner, order_id
+
+    def plan(self, event, records):
+        if any(r.data.get("orderId") == self.order_id for r in records):
+            raise JobTimeoutException("Task exceeded maximum timeout value (90 seconds)")
+        return self.planner.plan(event, records)
+
+
+def _timing_out_on(harness: WorkerHarness, order_id: str) -> WorkerHarness:
+    processor = harness.context.processor
+    processor.planner = TimingOutPlanner(processor.planner, order_id)
+    return harness
+
+
+def test_f1_an_event_whose_drain_fails_three_times_is_dead_lettered(redis, settings, fake_api):
+    harness = _timing_out_on(WorkerHarness(settings, redis), "2")
+    events = [woo_event("x", body=_order_body(n)) for n in (1, 2, 3)]
+    for event in events:
+        enqueue(redis, event, settings)
+    runs = 0
+    while runs < 10 and (runs == 0 or harness.release_scheduled()):
+        harness.run()  # RQ runs the failed drain again (after 5 s, 30 s... made due now)
+        runs += 1
+
+    assert sorted(_orders_sent(fake_api)) == ["1", "3"]  # each once, the poison aside
+    [letter] = DeadLetters(redis).list()
+    assert (letter.id, letter.reason) == (events[1].id, "worker_crashed")
+    assert f"failed {MAX_FAILED_DRAINS} times" in letter.error
+    assert runs == 1 + MAX_FAILED_DRAINS  # its chunk's drain, two tries alone, then given up
+    assert redis.keys("relay:inflight:*") == [] and redis.keys("relay:inbox:tries:*") == []
+
+
+def test_f1_a_failed_drain_does_not_hold_up_new_webhooks(redis, settings, fake_api):
+    harness = _timing_out_on(WorkerHarness(settings, redis), "1")
+    enqueue(redis, woo_event("x", body=_order_body(1)), settings)
+    harness.run()  # the drain fails; RQ will run it again in 5 s
+    assert harness.scheduled(), "the failed drain waits for its retry"
+
+    enqueue(redis, woo_event("x", body=_order_body(2)), settings)
+    harness.run()  # nothing made due: only what the new webhook queued runs
+    assert _orders_sent(fake_api) == ["2"]
+
+
+def test_f1_a_product_another_worker_holds_waits_its_turn_without_failing_the_chunk(
+    redis, settings, fake_api, worker
+):
+    # Another worker (on another host) holds product 41 a little longer than the planner
+    # waits for it (5 s): the event goes back to the inbox, its chunk-mate goes on.
+    redis.set("relay:lock:product:41", "elsewhere:1:1:held", px=6000)
+    enqueue(redis, woo_event("product.simple.on-sale.json", "product.updated"), settings)
+    enqueue(redis, woo_event("x", body=_order_body(7)), settings)
+    worker.run()
+    assert _orders_sent(fake_api) == ["7"]
+    assert [r.path for r in fake_api.requests].count("/api/v1/products") == 1
+    assert DeadLetters(redis).count() == 0
+    assert redis.keys("relay:inflight:*") == []

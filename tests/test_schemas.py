@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from relay.deadletters import DeadLetters
+from relay.events import RawEvent
 from relay.mapping import Record
 from relay.schemas import record_errors
 
@@ -63,3 +69,88 @@ def test_nested_items_and_variants():
 
 def test_unknown_kind():
     assert errors("coupon", {}) == {"kind": ["unknown record kind 'coupon'"]}
+
+
+# --- F16: bounds ----------------------------------------------------------------------------
+
+
+def _order(**changes) -> dict:
+    return {"orderId": "1", "totalCents": 1, "currency": "USD", "customer": CUSTOMER, **changes}
+
+
+def _item(**changes) -> dict:
+    return {"productId": "1", "title": "Mug", "quantity": 1, **changes}
+
+
+def _domain(length: int) -> str:
+    """A valid domain name this long (labels of at most 63 characters)."""
+    labels = ["b" * 63, "c" * 63, "d" * 63]
+    return ".".join([*labels, "e" * (length - 3 * 64 - 4)]) + ".com"
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"next": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("field", "fits", "too_much"),
+    [
+        ("customer", {"email": "a" * 64 + "@example.com"}, {"email": "a" * 65 + "@example.com"}),
+        ("customer", {"email": "a@" + _domain(252)}, {"email": "a@" + _domain(253)}),
+        ("customer", {**CUSTOMER, "firstName": "A" * 255}, {**CUSTOMER, "firstName": "A" * 256}),
+        ("orderId", "1" * 255, "1" * 256),
+        ("totalCents", 2**53 - 1, 2**53),
+        ("items", [_item(quantity=1_000_000)], [_item(quantity=1_000_001)]),
+        ("items", [_item(title="T" * 1000)], [_item(title="T" * 1001)]),
+        ("items", [_item()] * 1000, [_item()] * 1001),
+        ("properties", _nested(8), _nested(9)),
+        ("properties", {"k": list(range(998))}, {"k": list(range(999))}),  # 1,000 values
+        ("properties", {"k": "x" * 10_000}, {"k": "x" * 10_001}),
+    ],
+)
+def test_f16_order_bounds(field, fits, too_much):
+    assert errors("order", _order(**{field: fits})) == {}
+    assert field in errors("order", _order(**{field: too_much}))
+
+
+def test_f16_product_bounds():
+    product = {"productId": "p", "title": "T"}
+    assert "url" in errors("product", {**product, "url": "https://x/" + "a" * 2040})
+    assert "description" in errors("product", {**product, "description": "d" * 100_001})
+    variant = {"variantId": "v", "title": "S", "inventoryQuantity": -(2**53)}
+    assert "variants" in errors("product", {**product, "variants": [variant]})
+    assert "variants" in errors("product", {**product, "variants": [{"variantId": "v"}] * 2001})
+    assert errors("product", {**product, "description": "d" * 100_000}) == {}
+
+
+def test_f16_a_value_nested_1000_deep_is_refused_without_recursion():
+    assert "properties" in errors("order", _order(properties=_nested(1000)))
+
+
+def test_f16_the_reviews_absurd_orders_stop_at_the_worker(redis, settings, fake_api, worker):
+    from tests.test_processing import _order_base, enqueue, woo_event
+
+    def order(order_id, **changes) -> RawEvent:
+        body = {**_order_base(), "id": order_id, **changes}
+        return woo_event("x", body=json.dumps(body).encode())
+
+    base = _order_base()
+    long_email = order(1, billing={**base["billing"], "email": "a" * 10_240 + "@example.com"})
+    huge_quantity = order(2, line_items=[{**base["line_items"][0], "quantity": 10**30}])
+    object_id = order({"a": 1})
+    good = order(4)
+    for event in (long_email, huge_quantity, object_id, good):
+        enqueue(redis, event, settings)
+    worker.run()
+
+    assert [r.body["orderId"] for r in fake_api.requests] == ["4"]
+    letters = {letter.id: letter for letter in DeadLetters(redis).list()}
+    assert letters[long_email.id].reason == "invalid_record"
+    assert "Longer than an address can be" in letters[long_email.id].error
+    assert letters[huge_quantity.id].reason == "invalid_record"
+    assert "quantity" in letters[huge_quantity.id].error
+    assert letters[object_id.id].reason == "mapping_error"
+    assert "order id is not a string or an integer but a dict" in letters[object_id.id].error

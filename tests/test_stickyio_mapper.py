@@ -244,3 +244,23 @@ def test_relay_mappers_prints_the_template_and_never_the_token(redis_server, tmp
         result.output
     )
     assert "0b9c1e7f3a5d48e2a6c4" not in result.output
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"order_id": {"a": 1}},
+        {"customer_id": ["7"]},
+        {"product_id_csv": {"a": 1}},
+        {"campaign_id": 1.5},
+        {"parent_order_id": False},
+    ],
+    ids=["object order_id", "list customer_id", "object product ids", "float", "bool"],
+)
+def test_f16_an_id_that_is_not_a_string_or_an_integer_is_a_mapping_error(change):
+    with pytest.raises(MappingError, match="not a string or an integer"):
+        PLATFORM.map_event(json_event({**ORDER, **change}), {})
+    assert (
+        PLATFORM.map_event(json_event({**ORDER, "order_id": 10452}), {})[0].data["orderId"]
+        == "10452"
+    )

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from relay.mapping import id_text
+
 # Routing labels (normalized) -> topic. Unknown labels become their own topic, ignored.
 CUSTOMER_TYPES: dict[str, str] = {
     "partial": "partial",
@@ -162,6 +164,11 @@ def text(fields: Mapping[str, Any], *names: str) -> str | None:
         if stripped:
             return stripped
     return None
+
+
+def identifier(fields: Mapping[str, Any], name: str) -> str | None:
+    """An id field as text; an object, a list, a boolean or a float is no id (MappingError)."""
+    return id_text(fields.get(name), name)
 
 
 def scalar(fields: Mapping[str, Any], *names: str) -> str | int | float | None:

@@ -24,6 +24,7 @@ from mappers.checkoutchamp.events import (
     IGNORED_TOPICS,
     ORDER_TOPICS,
     billing_cycle,
+    identifier,
     scalar,
     text,
     upper,
@@ -172,7 +173,7 @@ def map_customer(fields: Mapping[str, Any]) -> dict[str, Any] | None:
         value = text(fields, name)
         if value:
             customer[name] = value
-    customer_id = text(fields, "customerId")
+    customer_id = identifier(fields, "customerId")
     if customer_id:
         customer["externalId"] = customer_id
     return customer
@@ -184,8 +185,10 @@ def map_items(fields: Mapping[str, Any], currency: str | None) -> list[dict[str,
     lines: dict[int, dict[str, str]] = {}
     for key in fields:
         match = _PRODUCT_FIELD.match(key)
-        value = text(fields, key) if match else None
-        if match and value:
+        if not match:
+            continue
+        value = identifier(fields, key) if match[2] == "id" else text(fields, key)
+        if value:
             lines.setdefault(int(match[1]), {})[match[2]] = value
     items = []
     for _, line in sorted(lines.items()):
@@ -228,7 +231,7 @@ def properties(fields: Mapping[str, Any], topic: str) -> dict[str, Any]:
 
 def order_id(fields: Mapping[str, Any]) -> str:
     """CheckoutChamp's numeric orderId as a decimal string (never clientOrderId)."""
-    value = text(fields, "orderId")
+    value = identifier(fields, "orderId")
     if not value:
         raise MappingError("no orderId: map orderId in the Export Profile")
     if not value.isdigit() or int(value) == 0:

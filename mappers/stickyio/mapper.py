@@ -110,7 +110,7 @@ def _order_properties(fields: Fields, order_id: str) -> dict[str, Any]:
     depth = _whole_number(tokens.text(fields, "rebill_depth"))
     if depth:
         properties["rebillDepth"] = depth
-    parent = tokens.identifier(fields, "parent_order_id")
+    parent = tokens.id_token(fields, "parent_order_id")
     if parent and parent != order_id:  # initial orders name themselves as parent
         properties["parentOrderId"] = parent
     if tokens.flag(fields, "is_test_cc"):
@@ -196,19 +196,19 @@ def _customer(fields: Fields) -> dict[str, Any] | None:
         customer["firstName"] = first
     if last:
         customer["lastName"] = last
-    customer_id = tokens.identifier(fields, "customer_id")
+    customer_id = tokens.id_token(fields, "customer_id")
     if customer_id:
         customer["externalId"] = customer_id
     return customer
 
 
 def _campaign(fields: Fields) -> dict[str, Any]:
-    campaign = tokens.identifier(fields, "campaign_id")
+    campaign = tokens.id_token(fields, "campaign_id")
     return {"campaignId": campaign} if campaign else {}
 
 
 def _items(fields: Fields, currency: str) -> list[dict[str, Any]]:
-    ids = _split(tokens.text(fields, "product_id_csv"))
+    ids = _split(tokens.id_token(fields, "product_id_csv"))
     count = len(ids)
     quantities = _aligned(fields, "product_qtys_csv", count)
     skus = _aligned(fields, "product_skus_csv", count)
@@ -270,7 +270,7 @@ def _whole_number(value: str | None, default: int | None = None) -> int | None:
 
 
 def _required_id(fields: Fields, name: str) -> str:
-    value = tokens.identifier(fields, name)
+    value = tokens.id_token(fields, name)
     if value is None:
         raise MappingError(f"the postback has no {name}")
     return value

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from relay.mapping import id_text
+
 _UNREPLACED = re.compile(r"\{\w+\}")
 _TRUE = frozenset({"1", "true", "yes"})
 
@@ -33,6 +35,13 @@ def identifier(fields: Fields, name: str) -> str | None:
     """An id token; Sticky.io writes 0 for "none" (a prospect's customer_id, for example)."""
     value = text(fields, name)
     return None if value == "0" else value
+
+
+def id_token(fields: Fields, name: str) -> str | None:
+    """`identifier` for the mapper: an object, a list, a boolean or a float (a JSON body's
+    value) is no id, and a MappingError rather than its text."""
+    id_text(fields.get(name), name)
+    return identifier(fields, name)
 
 
 def flag(fields: Fields, name: str) -> bool:

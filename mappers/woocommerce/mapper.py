@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from relay.events import RawEvent
-from relay.mapping import IgnoreEvent, MappingError, Record
+from relay.mapping import IgnoreEvent, MappingError, Record, id_text
 from relay.money import MoneyError, parse_decimal, to_minor_units, unit_price_minor
 
 ORDER_STATUS_EVENTS: dict[str, tuple[str, ...]] = {
@@ -137,24 +137,24 @@ def _customer(order: dict[str, Any]) -> dict[str, Any] | None:
         customer["firstName"] = first
     if last:
         customer["lastName"] = last
-    customer_id = order.get("customer_id")
-    if customer_id and str(customer_id) != "0":  # 0 = guest, keyed by email alone
-        customer["externalId"] = str(customer_id)
+    customer_id = _optional_id(order.get("customer_id"), "customer_id")
+    if customer_id:  # 0 = guest, keyed by email alone
+        customer["externalId"] = customer_id
     return customer
 
 
 def _items(line_items: Any, currency: str | None) -> list[dict[str, Any]]:
     items = []
     for line in line_items or []:
-        product_id = line.get("product_id")
-        if not product_id or str(product_id) == "0":
+        product_id = _optional_id(line.get("product_id"), "line item product_id")
+        if not product_id:
             continue  # a line for a product that no longer exists: nothing to match it to
         quantity = int(line.get("quantity") or 0)
         name = _text(line.get("name")) or f"Product {product_id}"
-        item: dict[str, Any] = {"productId": str(product_id), "title": name, "quantity": quantity}
-        variation_id = line.get("variation_id")
-        if variation_id and str(variation_id) != "0":
-            item["variantId"] = str(variation_id)
+        item: dict[str, Any] = {"productId": product_id, "title": name, "quantity": quantity}
+        variation_id = _optional_id(line.get("variation_id"), "line item variation_id")
+        if variation_id:
+            item["variantId"] = variation_id
             parent_name = _text(line.get("parent_name"))
             if parent_name:
                 item["title"] = parent_name
@@ -236,7 +236,7 @@ def map_product(product: dict[str, Any], action: str, currency: str | None) -> l
     if product.get("type") == "variable":
         # Only ids: the variants themselves arrive as variation events (or are fetched).
         hints["variantIds"] = [
-            str(v.get("id", v) if isinstance(v, dict) else v)
+            _id(v.get("id") if isinstance(v, dict) else v, "variation id")
             for v in product.get("variations") or []
         ]
     return [Record("product", data, modified_at=modified_at, hints=hints)]
@@ -245,8 +245,8 @@ def map_product(product: dict[str, Any], action: str, currency: str | None) -> l
 def _variant(
     variation: dict[str, Any], variation_id: str, currency: str | None, modified_at: str | None
 ) -> Record:
-    parent_id = variation.get("parent_id")
-    if not parent_id or str(parent_id) == "0":
+    parent_id = _optional_id(variation.get("parent_id"), "parent_id")
+    if not parent_id:
         raise MappingError(f"variation {variation_id} has no parent_id")
     options = [
         {"name": str(a["name"]), "value": str(a["option"])}
@@ -271,7 +271,7 @@ def _variant(
     hints = {} if variation.get("status", "publish") == "publish" else {"disabled": True}
     return Record(
         "variant",
-        {"productId": str(parent_id), "variant": variant},
+        {"productId": parent_id, "variant": variant},
         modified_at=modified_at,
         hints=hints,
     )
@@ -300,7 +300,8 @@ def _first_image(item: dict[str, Any]) -> str | None:
 
 # --- small helpers ------------------------------------------------------------------------
 
-_TAG = re.compile(r"<[^>]+>")
+# `[^<>]`, not `[^>]`: a run of "<" without ">" would be rescanned from each "<" (O(n²)).
+_TAG = re.compile(r"<[^<>]+>")
 _SPACE = re.compile(r"\s+")
 
 
@@ -319,9 +320,15 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _optional_id(value: Any, what: str) -> str | None:
+    """An id, or None when absent (WooCommerce writes 0 for "none")."""
+    text = id_text(value, what)
+    return None if text == "0" else text
+
+
 def _id(value: Any, what: str) -> str:
-    text = _text(value)
-    if not text or text == "0":
+    text = _optional_id(value, what)
+    if not text:
         raise MappingError(f"missing {what}")
     return text
 

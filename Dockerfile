@@ -68,8 +68,9 @@ USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8000
 
-# Process up (GET /healthz never touches Redis). The slim image has no curl: python's urllib
-# does it, on the port of RELAY_BIND. `relay worker` alone serves no HTTP: compose and
+# Process up, and Redis not unreachable for longer than RELAY_HEALTHZ_GRACE_SECONDS (GET
+# /healthz; `relay run` restarts a crashed embedded Redis itself). The slim image has no
+# curl: python's urllib does it, on the port of RELAY_BIND. `relay worker` alone serves no HTTP: compose and
 # Kubernetes override or ignore this check for it.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('RELAY_BIND', '0.0.0.0:8000').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]

@@ -38,7 +38,6 @@ from relay.admin_auth import (
     FailedLogins,
     Sessions,
     bearer_token,
-    tokens_match,
 )
 from relay.admin_view import (
     QueueState,
@@ -47,15 +46,14 @@ from relay.admin_view import (
     one_line,
     platform_rows,
     pretty,
-    redact,
-    secrets_of,
     utc_text,
     without_credentials,
 )
 from relay.commerce_api import SandboxClient
-from relay.deadletters import DeadLetter, DeadLetters, replay
+from relay.deadletters import DeadLetter, DeadLetters, replay, replay_all
 from relay.errors import ApiError, error_response
 from relay.inbox import Inbox
+from relay.redaction import redact, secrets_of
 from relay.web_context import WebContext
 
 bp = Blueprint(
@@ -170,17 +168,22 @@ def _authenticate() -> Admin | None:
     return None if session is None else Admin("session", session)
 
 
+def _client() -> str:
+    # The proxy's X-Forwarded-For only with RELAY_TRUST_PROXY=yes (ProxyFix, relay/app.py);
+    # otherwise the connection's address, which a client cannot choose.
+    return request.remote_addr or "unknown"
+
+
 def _check_token(given: str) -> None:
-    failures = FailedLogins(_ctx().redis)
-    if failures.blocked():
+    check = FailedLogins(_ctx().redis).check(_client(), given, _token())
+    if check.blocked:
         raise Refused(
             429,
             "too_many_attempts",
-            "too many wrong admin tokens: wait a minute",
-            {"Retry-After": str(FailedLogins.WINDOW_SECONDS)},
+            "too many wrong admin tokens from this address: wait a minute",
+            {"Retry-After": str(check.retry_after)},
         )
-    if not tokens_match(given, _token()):
-        failures.record()
+    if not check.ok:
         raise Refused(
             401,
             "bad_admin_token",
@@ -277,13 +280,14 @@ def login() -> Response | tuple[str, int]:
         if _current_session() is not None:
             return redirect(url_for("admin.overview"), 303)
         return render_template("admin/login.html", notice=_notice()), 200
-    failures = FailedLogins(_ctx().redis)
-    if failures.blocked():
-        error = "Too many wrong tokens were tried. Wait a minute, then try again."
-        return render_template("admin/login.html", error=error), 429
     # The token typed is never put back into the page.
-    if not tokens_match(request.form.get("token", ""), _token()):
-        failures.record()
+    check = FailedLogins(_ctx().redis).check(_client(), request.form.get("token", ""), _token())
+    if check.blocked:
+        error = "Too many wrong tokens were tried. Wait a minute, then try again."
+        page = make_response(render_template("admin/login.html", error=error), 429)
+        page.headers["Retry-After"] = str(check.retry_after)
+        return page
+    if not check.ok:
         return render_template("admin/login.html", error="That is not the admin token."), 401
     sessions = Sessions(_ctx().redis, _token())
     old = _current_session()
@@ -383,11 +387,11 @@ def replay_one(event_id: str) -> Response:
     return _back("replayed", replay(_ctx().events, [letter]))
 
 
-@bp.post("/dead-letters/replay")
-def replay_all() -> Response:
-    """Every dead letter, or every one of a platform (`relay dlq replay --all [-p P]`)."""
-    letters = DeadLetters(_ctx().redis).list(_platform_arg(request.form), limit=None)
-    return _back("replayed", replay(_ctx().events, letters))
+@bp.post("/dead-letters/replay", endpoint="replay_all")  # the name the pages use
+def replay_every() -> Response:
+    """Every dead letter, or every one of a platform (`relay dlq replay --all [-p P]`), a
+    page at a time."""
+    return _back("replayed", replay_all(_ctx().events, _platform_arg(request.form)))
 
 
 @bp.get("/dead-letters/<event_id>/purge")
@@ -413,14 +417,12 @@ def confirm_purge_all() -> str:
     """Purging all asks first, as `relay dlq purge --all` does."""
     platform = _platform_arg(request.args)
     store = DeadLetters(_ctx().redis)
-    letters = store.list(platform, limit=None)
-    upto = max((letter.dead_at for letter in letters), default=0.0)
     return render_template(
         "admin/purge.html",
-        letters=letters[:20],
-        total=len(letters),
+        letters=store.list(platform, 20),  # the newest; the rest are counted, not loaded
+        total=store.count(platform),
         platform_filter=platform,
-        upto=repr(upto),
+        upto=repr(store.newest_dead_at(platform) or 0.0),
     )
 
 
@@ -431,14 +433,8 @@ def purge_all() -> Response:
         upto = float(request.form["upto"])
     except (KeyError, ValueError):
         raise Refused(400, "bad_request", "confirm on the purge page first") from None
-    store = DeadLetters(_ctx().redis)
-    letters = [
-        letter
-        for letter in store.list(_platform_arg(request.form), limit=None)
-        if letter.dead_at <= upto
-    ]
-    store.remove(letters)
-    return _back("purged", len(letters))
+    purged = DeadLetters(_ctx().redis).purge(_platform_arg(request.form), upto)
+    return _back("purged", purged)
 
 
 # --- JSON API for scripts (bearer only) -------------------------------------------------------
@@ -451,7 +447,16 @@ def _limit_arg(default: int) -> int:
     return limit
 
 
-def _api_selection() -> list[DeadLetter]:
+@dataclass(frozen=True)
+class Selection:
+    """What a replay or purge request names: some letters, or all (of a platform)."""
+
+    letters: list[DeadLetter]
+    all: bool = False
+    platform: str | None = None
+
+
+def _api_selection() -> Selection:
     """{"ids": [...]} or {"all": true, "platform": P}: the CLI's `ID... | --all [-p P]`.
     Every id is checked before anything is done, as the CLI does."""
     data = request.get_json(silent=True)
@@ -464,18 +469,18 @@ def _api_selection() -> list[DeadLetter]:
         raise Refused(400, "bad_request", "platform: a platform name")
     if ids and all_:
         raise Refused(400, "bad_request", "give dead letter ids or all, not both")
-    store = DeadLetters(_ctx().redis)
-    if all_:
-        return store.list(platform or None, limit=None)
+    if all_:  # paged through by the action itself: never all loaded at once
+        return Selection([], all=True, platform=platform or None)
     if not ids:
         raise Refused(400, "bad_request", "give dead letter ids, or all")
+    store = DeadLetters(_ctx().redis)
     letters = []
     for event_id in ids:
         letter = store.get(event_id)
         if letter is None:
             raise Refused(404, "not_found", f"no dead letter {event_id!r}")
         letters.append(letter)
-    return letters
+    return Selection(letters)
 
 
 @bp.get("/api/status")
@@ -522,15 +527,21 @@ def api_replay_one(event_id: str) -> Response:
 @bp.post("/api/dead-letters/replay")
 def api_replay() -> Response:
     """`relay dlq replay ID... | --all [--platform P]`."""
-    return jsonify(replayed=replay(_ctx().events, _api_selection()))
+    chosen = _api_selection()
+    if chosen.all:
+        return jsonify(replayed=replay_all(_ctx().events, chosen.platform))
+    return jsonify(replayed=replay(_ctx().events, chosen.letters))
 
 
 @bp.post("/api/dead-letters/purge")
 def api_purge() -> Response:
     """`relay dlq purge ID... | --all [--platform P] --yes`."""
-    letters = _api_selection()
-    DeadLetters(_ctx().redis).remove(letters)
-    return jsonify(purged=len(letters))
+    chosen = _api_selection()
+    store = DeadLetters(_ctx().redis)
+    if chosen.all:
+        return jsonify(purged=store.purge(chosen.platform))
+    store.remove(chosen.letters)
+    return jsonify(purged=len(chosen.letters))
 
 
 @bp.get("/api/sandbox")

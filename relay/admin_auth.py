@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis import Redis
 
+from relay.rate_limits import RateLimit
+
 SESSION_COOKIE = "relay_admin"
 SESSION_SECONDS = 8 * 3600  # a working day; then log in again
 CSRF_FIELD = "csrf_token"
 
 _RELAY_SECRET_KEY = "relay:admin:secret"
 _SESSION_PREFIX = "relay:admin:session:"
-_FAILURES_KEY = "relay:admin:failures"
 
 
 def tokens_match(given: str, expected: str) -> bool:
@@ -121,22 +122,33 @@ class Sessions:
         )
 
 
+@dataclass(frozen=True)
+class TokenCheck:
+    ok: bool  # the token is right
+    blocked: bool  # not even compared: this client used up its attempts
+    retry_after: int  # seconds until the client's window ends
+
+
 class FailedLogins:
-    """Wrong tokens, counted across every process. Past `LIMIT` in a minute, token checks
-    are refused outright (429) until the minute after the last counted failure has passed,
-    so a weak token cannot be guessed quickly. Sessions already open keep working."""
+    """Admin token checks, limited per client address and counted in Redis across every
+    process. Each check first takes a slot in the client's window, atomically, and only
+    then compares the token, so a burst of guesses at once gets no more than LIMIT
+    compared; a right token gives its slot back. Past LIMIT in a window, checks from that
+    address are refused (429) until the window ends. Per address (the proxy's client
+    address with RELAY_TRUST_PROXY=yes), so a stranger's guesses lock out only the
+    stranger, not the operator. Sessions already open keep working."""
 
     LIMIT = 20
     WINDOW_SECONDS = 60
 
     def __init__(self, redis: Redis):
-        self.redis = redis
+        self.attempts = RateLimit(redis, "admin-login", self.LIMIT, self.WINDOW_SECONDS)
 
-    def blocked(self) -> bool:
-        return int(self.redis.get(_FAILURES_KEY) or 0) >= self.LIMIT
-
-    def record(self) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(_FAILURES_KEY)
-        pipe.expire(_FAILURES_KEY, self.WINDOW_SECONDS)  # always set: never a key without TTL
-        pipe.execute()
+    def check(self, client: str, given: str, expected: str) -> TokenCheck:
+        verdict = self.attempts.hit(client)
+        if not verdict.allowed:
+            return TokenCheck(ok=False, blocked=True, retry_after=verdict.retry_after)
+        if tokens_match(given, expected):
+            self.attempts.release(client)
+            return TokenCheck(ok=True, blocked=False, retry_after=0)
+        return TokenCheck(ok=False, blocked=False, retry_after=verdict.retry_after)

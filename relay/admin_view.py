@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +23,6 @@ from relay.settings import Settings
 # A store that sends nothing for this long usually has a webhook that the platform disabled
 # after failed deliveries (WooCommerce does so silently), so the page warns about it.
 SILENT_AFTER_SECONDS = 6 * 3600
-
-REDACTED = "[redacted]"
 
 
 def utc_text(timestamp: float | None) -> str:
@@ -55,33 +52,6 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
         hours, minutes = divmod(seconds // 60, 60)
         return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
     return f"{seconds // 86400} d ago"
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every secret the relay knows, longest first (so no secret is half-replaced by a
-    shorter one it contains). Standard Webhooks secrets may be several, space-separated."""
-    found = {settings.admin_token, settings.commerce_api_key}
-    for value in settings.platform_secrets.values():
-        found.add(value)
-        found.update(value.split())
-    return sorted((s for s in found if s), key=len, reverse=True)
-
-
-def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """`value` with every occurrence of a secret replaced, in every string it contains.
-
-    Stored events never hold a signature or a token (ingest keeps only metadata headers);
-    this guards against a platform echoing a secret inside its own payload."""
-    secrets = list(secrets)
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
-    return value
 
 
 def pretty(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -55,6 +56,21 @@ def _redis(settings: Settings) -> Iterator[Redis]:
         yield connect(embedded.url, socket_timeout=10)
     finally:
         embedded.stop()
+
+
+# What a terminal would act on rather than show: C0 and C1 controls (ESC starts the OSC and
+# CSI sequences that retitle windows, rewrite lines or, in some terminals, write files),
+# DEL, and the Unicode line separators and bidirectional overrides that make text read
+# other than it is. Shown escaped instead, so the operator sees that something odd was sent.
+_TERMINAL_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: object) -> str:
+    """Stored text (platform, topic, errors quoting the payload) made safe for a terminal."""
+    return _TERMINAL_CONTROLS.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
+        str(value),
+    )
 
 
 def _when(timestamp: float | None) -> str:
@@ -175,26 +191,30 @@ def _platform_option(f: Any) -> Any:
 def dlq_list(as_json: bool, limit: int, platform: str | None) -> None:
     """List dead letters, newest first."""
     from relay.deadletters import DeadLetters
+    from relay.redaction import redact, secrets_of
 
     settings, _ = _load()
     with _redis(settings) as redis:
         letters = DeadLetters(redis).list(platform, limit)
         total = DeadLetters(redis).count(platform)
+    # As the admin page: a platform may echo its own token in what it sent.
+    rows = redact([letter.summary() for letter in letters], secrets_of(settings))
     if as_json:
-        click.echo(json.dumps([letter.summary() for letter in letters], indent=2))
+        click.echo(json.dumps(rows, indent=2))
         return
-    if not letters:
+    if not rows:
         click.echo("no dead letters")
         return
     click.echo(
         f"{'ID':<28} {'PLATFORM':<14} {'TOPIC':<18} {'REASON':<18} {'TRIES':>5}  "
         f"{'DEAD AT':<20} ERROR"
     )
-    for letter in letters:
+    for row in rows:
+        text = {key: _printable(row[key]) for key in ("id", "platform", "topic", "reason")}
         click.echo(
-            f"{letter.id:<28} {letter.platform:<14} {letter.topic:<18} "
-            f"{letter.reason:<18} {letter.attempts:>5}  {_when(letter.dead_at):<20} "
-            f"{letter.error[:80]}"
+            f"{text['id']:<28} {text['platform']:<14} {text['topic']:<18} "
+            f"{text['reason']:<18} {row['attempts']:>5}  {_when(row['dead_at']):<20} "
+            f"{_printable(row['error'][:80])}"
         )
     if total > len(letters):
         click.echo(f"... {total - len(letters)} more (use --limit)")
@@ -204,35 +224,38 @@ def dlq_list(as_json: bool, limit: int, platform: str | None) -> None:
 @click.argument("event_id")
 def dlq_show(event_id: str) -> None:
     """Everything kept for one dead letter (raw event, records, error, API answer)."""
+    from dataclasses import asdict
+
     from relay.deadletters import DeadLetters
+    from relay.redaction import redact, secrets_of
 
     settings, _ = _load()
     with _redis(settings) as redis:
         letter = DeadLetters(redis).get(event_id)
     if letter is None:
-        _fail(f"no dead letter {event_id!r}")
-    click.echo(
-        letter.to_json()
-        if not sys.stdout.isatty()
-        else json.dumps(json.loads(letter.to_json()), indent=2)
-    )
+        _fail(f"no dead letter {_printable(repr(event_id))}")
+    # Redacted as the admin page shows it. JSON escapes every control character.
+    shown = redact(asdict(letter), secrets_of(settings))
+    click.echo(json.dumps(shown, indent=2 if sys.stdout.isatty() else None))
 
 
-def _select(redis: Redis, ids: tuple[str, ...], all_: bool, platform: str | None) -> list[Any]:
+def _select(redis: Redis, ids: tuple[str, ...], all_: bool) -> list[Any]:
+    """The letters named by id (each checked before anything is done); [] with --all,
+    which the commands page through themselves rather than load every letter."""
     from relay.deadletters import DeadLetters
 
-    store = DeadLetters(redis)
     if ids and all_:
         _fail("give dead letter ids or --all, not both", 2)
     if all_:
-        return store.list(platform, limit=None)
+        return []
     if not ids:
         _fail("give dead letter ids, or --all", 2)
+    store = DeadLetters(redis)
     letters = []
     for event_id in ids:
         letter = store.get(event_id)
         if letter is None:
-            _fail(f"no dead letter {event_id!r}")
+            _fail(f"no dead letter {_printable(repr(event_id))}")
         letters.append(letter)
     return letters
 
@@ -243,13 +266,14 @@ def _select(redis: Redis, ids: tuple[str, ...], all_: bool, platform: str | None
 @_platform_option
 def dlq_replay(ids: tuple[str, ...], all_: bool, platform: str | None) -> None:
     """Map the raw events again with today's code and queue them for delivery."""
-    from relay.deadletters import replay
+    from relay.deadletters import replay, replay_all
     from relay.event_queue import EventQueue
 
     settings, _ = _load()
     with _redis(settings) as redis:
-        letters = _select(redis, ids, all_, platform)
-        count = replay(EventQueue(redis, job_timeout=settings.job_timeout_seconds), letters)
+        letters = _select(redis, ids, all_)
+        events = EventQueue(redis, job_timeout=settings.job_timeout_seconds)
+        count = replay_all(events, platform) if all_ else replay(events, letters)
     click.echo(f"replayed {count} dead letter{'s' if count != 1 else ''}")
 
 
@@ -264,11 +288,18 @@ def dlq_purge(ids: tuple[str, ...], all_: bool, platform: str | None, yes: bool)
 
     settings, _ = _load()
     with _redis(settings) as redis:
-        letters = _select(redis, ids, all_, platform)
-        if all_ and letters and not yes:
-            click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
-        DeadLetters(redis).remove(letters)
-    click.echo(f"purged {len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
+        letters = _select(redis, ids, all_)
+        store = DeadLetters(redis)
+        if all_:
+            # Only what was counted for the question: letters that die meanwhile are kept.
+            total, upto = store.count(platform), store.newest_dead_at(platform)
+            if total and not yes:
+                click.confirm(f"delete {total} dead letters for good?", abort=True)
+            count = store.purge(platform, upto) if upto is not None else 0
+        else:
+            store.remove(letters)
+            count = len(letters)
+    click.echo(f"purged {count} dead letter{'s' if count != 1 else ''}")
 
 
 # --- sandbox, checks, platforms -----------------------------------------------------------
@@ -280,10 +311,11 @@ def dlq_purge(ids: tuple[str, ...], all_: bool, platform: str | None, yes: bool)
 def sandbox(limit: int, as_json: bool) -> None:
     """The latest requests the relay would have sent (sandbox mode: no API key)."""
     from relay.commerce_api import SandboxClient
+    from relay.redaction import redact, secrets_of
 
     settings, _ = _load()
     with _redis(settings) as redis:
-        records = SandboxClient(redis).latest(limit)
+        records = redact(SandboxClient(redis).latest(limit), secrets_of(settings))
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
@@ -294,8 +326,8 @@ def sandbox(limit: int, as_json: bool) -> None:
     for record in records:
         body = json.dumps(record.get("body"), separators=(",", ":"))
         click.echo(
-            f"{_when(record['at'])}  {record['method']:<6} {record['path']:<28} "
-            f"{record.get('entity', ''):<24} {body[:100]}"
+            f"{_when(record['at'])}  {record['method']:<6} {_printable(record['path']):<28} "
+            f"{_printable(record.get('entity', '')):<24} {body[:100]}"
         )
 
 

@@ -4,15 +4,23 @@ One entry per event id: the raw event, what it mapped to (if it got that far), t
 still unsent, the last error and API answer, the attempt count and times. Replay puts the raw
 event back on the queue, where it is mapped again with today's code.
 
+They are bounded, since each holds a whole raw body (up to RELAY_MAX_BODY_BYTES) on a Redis
+that never evicts: a letter older than RELAY_DLQ_RETENTION_DAYS, or the oldest beyond
+RELAY_DLQ_MAX, is dropped (when a letter is added, and at each worker's maintenance pass),
+and every drop is counted in Redis (`relay_dead_letters_dropped_total` on /metrics, by
+reason: expired, over_limit). Replay and purge of all letters work a page at a time.
+
 Redis layout: `relay:dlq:<id>` holds the entry as JSON; `relay:dlq` (all) and
-`relay:dlq:p:<platform>` are sorted sets of ids scored by when they died.
+`relay:dlq:p:<platform>` are sorted sets of ids scored by when they died;
+`relay:dlq:platforms` names the platforms that have an index; `relay:dlq:dropped` counts
+the drops (a hash: reason -> count). Event ids are hex, so no id collides with these.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,14 +30,54 @@ from relay.event_queue import EventQueue
 from relay.events import RawEvent
 
 INDEX = "relay:dlq"
+PLATFORMS = "relay:dlq:platforms"
+DROPPED = "relay:dlq:dropped"  # reason (expired | over_limit) -> letters dropped
+DROP_REASONS = ("expired", "over_limit")
+ENTRY_PREFIX = "relay:dlq:"
+PLATFORM_INDEX_PREFIX = "relay:dlq:p:"
+# Letters loaded at once by replay-all (and ids removed at once by purge-all and the trim):
+# each letter may hold a 2 MB body, so never all of them.
+PAGE_SIZE = 50
+# Defaults of RELAY_DLQ_RETENTION_DAYS and RELAY_DLQ_MAX (README, Configuration).
+DEFAULT_RETENTION_DAYS = 14
+DEFAULT_MAX_LETTERS = 10_000
+
+# Drop, atomically, letters that died at or before ARGV[1] and the oldest beyond ARGV[2]
+# letters, at most ARGV[3] in one call (Redis serves nothing else meanwhile), and count
+# them. Atomic, so two workers trimming at once never drop or count a letter twice.
+_TRIM = """
+local expired = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local over = redis.call('zcard', KEYS[1]) - #expired - tonumber(ARGV[2])
+local room = tonumber(ARGV[3]) - #expired
+local excess = {}
+if over > 0 and room > 0 then
+  excess = redis.call('zrange', KEYS[1], #expired, #expired + math.min(over, room) - 1)
+end
+local platforms = redis.call('smembers', KEYS[3])
+local function drop(ids, reason)
+  for _, id in ipairs(ids) do
+    redis.call('unlink', ARGV[4] .. id)
+    redis.call('zrem', KEYS[1], id)
+    for _, platform in ipairs(platforms) do redis.call('zrem', ARGV[5] .. platform, id) end
+  end
+  if #ids > 0 then redis.call('hincrby', KEYS[2], reason, #ids) end
+end
+drop(expired, 'expired')
+drop(excess, 'over_limit')
+return #expired + #excess
+"""
 
 
 def _entry_key(event_id: str) -> str:
-    return f"relay:dlq:{event_id}"
+    return f"{ENTRY_PREFIX}{event_id}"
 
 
 def _platform_index(platform: str) -> str:
-    return f"relay:dlq:p:{platform}"
+    return f"{PLATFORM_INDEX_PREFIX}{platform}"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass
@@ -67,15 +115,57 @@ class DeadLetter:
 
 
 class DeadLetters:
-    def __init__(self, redis: Redis):
+    def __init__(
+        self,
+        redis: Redis,
+        retention_days: int = DEFAULT_RETENTION_DAYS,
+        max_letters: int = DEFAULT_MAX_LETTERS,
+    ):
         self.redis = redis
+        self.retention_seconds = retention_days * 86400
+        self.max_letters = max_letters
+        self._trim = redis.register_script(_TRIM)
+        self._platforms_checked = False
 
     def add(self, letter: DeadLetter) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(_entry_key(letter.id), letter.to_json())
         pipe.zadd(INDEX, {letter.id: letter.dead_at})
         pipe.zadd(_platform_index(letter.platform), {letter.id: letter.dead_at})
+        pipe.sadd(PLATFORMS, letter.platform)
         pipe.execute()
+        self.trim()
+
+    def trim(self, now: float | None = None) -> int:
+        """Drop the letters past the retention time and the oldest beyond the cap; returns
+        how many this call dropped (workers call it on every add and maintenance pass)."""
+        if not self._platforms_checked:  # letters stored by an older relay: their indexes too
+            self._known_platforms()
+            self._platforms_checked = True
+        cutoff = (time.time() if now is None else now) - self.retention_seconds
+        dropped = 0
+        while True:
+            n = int(
+                self._trim(
+                    keys=[INDEX, DROPPED, PLATFORMS],
+                    args=[
+                        repr(cutoff),
+                        self.max_letters,
+                        PAGE_SIZE,
+                        ENTRY_PREFIX,
+                        PLATFORM_INDEX_PREFIX,
+                    ],
+                )
+            )
+            dropped += n
+            if n < PAGE_SIZE:
+                return dropped
+
+    def dropped(self) -> dict[str, int]:
+        """Letters dropped so far, by reason (every process's drops: they count in Redis)."""
+        raw = self.redis.hgetall(DROPPED)
+        counts = {_text(k): int(v) for k, v in raw.items()}
+        return {reason: counts.get(reason, 0) for reason in DROP_REASONS}
 
     def get(self, event_id: str) -> DeadLetter | None:
         raw = self.redis.get(_entry_key(event_id))
@@ -88,16 +178,71 @@ class DeadLetters:
         """Newest first."""
         end = -1 if limit is None else max(limit, 1) - 1
         index = _platform_index(platform) if platform else INDEX
-        return [
-            i.decode() if isinstance(i, bytes) else i for i in self.redis.zrevrange(index, 0, end)
-        ]
+        return [_text(i) for i in self.redis.zrevrange(index, 0, end)]
+
+    def newest_dead_at(self, platform: str | None = None) -> float | None:
+        """When the newest letter died (a purge-all confirmation purges up to it)."""
+        index = _platform_index(platform) if platform else INDEX
+        newest = self.redis.zrevrange(index, 0, 0, withscores=True)
+        return float(newest[0][1]) if newest else None
 
     def list(self, platform: str | None = None, limit: int | None = 50) -> list[DeadLetter]:
-        ids = self.ids(platform, limit)
+        return self._load(self.ids(platform, limit))
+
+    def _load(self, ids: list[str]) -> list[DeadLetter]:
         if not ids:
             return []
         raws = self.redis.mget([_entry_key(i) for i in ids])
         return [DeadLetter.from_json(raw) for raw in raws if raw is not None]
+
+    def _ids_upto(self, platform: str | None, upto: float | None) -> list[str]:
+        """Ids (oldest first) of the letters that died at or before `upto` (all: None). Only
+        ids: a few dozen bytes each, and the cap bounds how many."""
+        index = _platform_index(platform) if platform else INDEX
+        top = "+inf" if upto is None else repr(upto)
+        return [_text(i) for i in self.redis.zrangebyscore(index, "-inf", top)]
+
+    def pages(
+        self, platform: str | None = None, upto: float | None = None, size: int = PAGE_SIZE
+    ) -> Iterator[list[DeadLetter]]:
+        """Every letter (of `platform`, dead by `upto`), oldest first, `size` at a time. The
+        ids are taken at the start: a letter that dies meanwhile waits for the next run."""
+        ids = self._ids_upto(platform, upto)
+        for start in range(0, len(ids), size):
+            page = self._load(ids[start : start + size])
+            if page:
+                yield page
+
+    def purge(self, platform: str | None = None, upto: float | None = None) -> int:
+        """Delete every letter (of `platform`, dead by `upto`) without loading any; returns
+        how many this call deleted."""
+        ids = self._ids_upto(platform, upto)
+        platforms = [platform] if platform else self._known_platforms()
+        purged = 0
+        for start in range(0, len(ids), PAGE_SIZE):
+            pipe = self.redis.pipeline(transaction=True)
+            for event_id in ids[start : start + PAGE_SIZE]:
+                pipe.unlink(_entry_key(event_id))
+                pipe.zrem(INDEX, event_id)
+                for name in platforms:
+                    pipe.zrem(_platform_index(name), event_id)
+            results = pipe.execute()
+            purged += sum(results[1 :: 2 + len(platforms)])  # the ZREMs from the index
+        return purged
+
+    def _known_platforms(self) -> list[str]:
+        """Platforms with an index. Letters stored before relay:dlq:platforms existed have
+        indexes it does not name: found once, by a scan, while it is missing."""
+        names = [_text(n) for n in self.redis.smembers(PLATFORMS)]
+        if names or not self.redis.exists(INDEX):
+            return names
+        found = {
+            _text(key).removeprefix(PLATFORM_INDEX_PREFIX)
+            for key in self.redis.scan_iter(f"{PLATFORM_INDEX_PREFIX}*", count=1000)
+        }
+        if found:
+            self.redis.sadd(PLATFORMS, *found)
+        return sorted(found)
 
     def remove(self, letters: Iterable[DeadLetter], pipe: Any = None) -> None:
         """Delete entries (inside the caller's transaction when `pipe` is given)."""
@@ -115,21 +260,34 @@ def replay(events: EventQueue, letters: Iterable[DeadLetter]) -> int:
     """Put each dead letter's raw event back on the queue (it will be mapped again with
     today's code) and remove the entry, atomically per letter. Returns how many."""
     store = DeadLetters(events.redis)
-    count = 0
-    for letter in letters:
-        with events.redis.pipeline(transaction=True) as pipe:
-            # Two replays of one letter at once: only the one that still finds it replays.
-            pipe.watch(_entry_key(letter.id))
-            if not pipe.exists(_entry_key(letter.id)):
-                continue
-            pipe.multi()
-            events.requeue(RawEvent.from_dict(letter.event), pipe=pipe)
-            store.remove([letter], pipe=pipe)
-            try:
-                pipe.execute()
-            except WatchError:
-                continue
-        count += 1
+    count = sum(_requeue(events, store, letter) for letter in letters)
     if count:
         events.enqueue_drain()
     return count
+
+
+def replay_all(events: EventQueue, platform: str | None = None) -> int:
+    """Replay every dead letter (of `platform`), a page at a time. Returns how many."""
+    store = DeadLetters(events.redis)
+    count = sum(
+        _requeue(events, store, letter) for page in store.pages(platform) for letter in page
+    )
+    if count:
+        events.enqueue_drain()
+    return count
+
+
+def _requeue(events: EventQueue, store: DeadLetters, letter: DeadLetter) -> bool:
+    with events.redis.pipeline(transaction=True) as pipe:
+        # Two replays of one letter at once: only the one that still finds it replays.
+        pipe.watch(_entry_key(letter.id))
+        if not pipe.exists(_entry_key(letter.id)):
+            return False
+        pipe.multi()
+        events.requeue(RawEvent.from_dict(letter.event), pipe=pipe)
+        store.remove([letter], pipe=pipe)
+        try:
+            pipe.execute()
+        except WatchError:
+            return False
+    return True

@@ -5,11 +5,19 @@ Data lives in RELAY_DATA_DIR with the append-only file on, so accepted events su
 restart. The server listens on a unix socket inside the data directory (no TCP port to
 guard); when that path would be too long for a socket, on 127.0.0.1 with a random password.
 While it runs, `<data dir>/redis.url` (mode 600) tells other relay commands where it is.
+
+The data holds every event, dead letter and customer email, and the admin session secret:
+the directory is 0700 and redis-server runs with umask 077, so everything it writes
+(append-only files, snapshots, its log) is 0600 whatever the caller's umask. A directory
+left readable by an older relay is tightened at start.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import logging
+import os
 import secrets
 import shutil
 import socket
@@ -20,9 +28,23 @@ from urllib.parse import unquote, urlsplit
 
 from relay.settings import ConfigError
 
+log = logging.getLogger("relay.embedded_redis")
 URL_FILE = "redis.url"
 SOCKET_FILE = "redis.sock"
+LOCK_FILE = "redis.lock"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+PRIVATE_UMASK = 0o077
+# What redis-server and the relay write in the data directory (not `metrics/`, which holds
+# only counters and is recreated at every start).
+DATA_FILES = (
+    "dump.rdb",
+    "relay.aof",
+    "appendonlydir",
+    "redis.log",
+    "redis.conf",
+    URL_FILE,
+    LOCK_FILE,
+)
 
 
 def find_redis_server() -> str:
@@ -81,6 +103,33 @@ def _command(*words: str) -> bytes:
     return b"".join(out)
 
 
+def make_private(data_dir: Path) -> None:
+    """The data directory 0700, the data in it 0600 (directories 0700). A directory this
+    user does not own cannot be changed: the files written from now on are private anyway."""
+    paths = [data_dir]
+    for name in DATA_FILES:
+        path = data_dir / name
+        paths.append(path)
+        if path.is_dir() and not path.is_symlink():
+            paths.extend(path.iterdir())
+    for path in paths:
+        if path.is_symlink() or not path.exists():
+            continue
+        mode = 0o700 if path.is_dir() else 0o600
+        try:
+            path.chmod(mode)
+        except PermissionError:
+            log.warning("cannot make %s private (mode %o): not its owner", path, mode)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only this user can read, never readable by others even for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        out.write(text)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,6 +143,14 @@ class EmbeddedRedis:
         self.binary = binary or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self._lock_fd: int | None = None
+
+    @property
+    def url_without_password(self) -> str:
+        """The URL fit for logs: the password of the loopback fallback opens every event, so
+        it stays in `redis.url` (mode 600), which is what the relay's processes read."""
+        parts = urlsplit(self.url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
     def _config(self) -> tuple[list[str], str]:
         lines = [
@@ -117,18 +174,19 @@ class EmbeddedRedis:
         return lines, f"redis://:{password}@127.0.0.1:{port}/0"
 
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if running_url(self.data_dir):
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.data_dir)
+        self._lock()
+        if running_url(self.data_dir):  # also one whose relay was killed, leaving it behind
+            self._unlock()
             raise ConfigError(
                 f"RELAY_DATA_DIR: a relay's Redis already runs on {self.data_dir}; stop it first"
             )
         lines, self.url = self._config()
         conf = self.data_dir / "redis.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        conf.chmod(0o600)
-        self.process = subprocess.Popen(
-            [self.binary, str(conf)], stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        write_private(conf, "\n".join(lines) + "\n")  # it may hold the password
+        self._spawn()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while not ping(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -138,22 +196,61 @@ class EmbeddedRedis:
                     f"{self.data_dir / 'redis.log'}"
                 )
             time.sleep(0.05)
-        url_file = self.data_dir / URL_FILE
-        url_file.touch(mode=0o600)
-        url_file.write_text(self.url + "\n")
+        write_private(self.data_dir / URL_FILE, self.url + "\n")
         return self
+
+    def restart(self) -> None:
+        """Start redis-server again after it died, on the same configuration file: the same
+        socket, or the same port and password, so the URL every relay process was given
+        stays valid. Does not wait: loading a large append-only file takes a while, and the
+        relay's processes wait for Redis (or answer 503) meanwhile."""
+        self._spawn()
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, str(self.data_dir / "redis.conf")],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            umask=PRIVATE_UMASK,  # what it writes (AOF, snapshots, log) is 0600
+        )
+
+    def _lock(self) -> None:
+        """Hold <data dir>/redis.lock while this object owns the data: while its Redis is down
+        (crashed, restarting), `running_url` finds nothing, and a one-off command would
+        otherwise start a second redis-server on the same append-only file."""
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"RELAY_DATA_DIR: a relay's Redis already runs on {self.data_dir} "
+                "(or is restarting); stop that relay first"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the lock
+            self._lock_fd = None
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM: redis-server flushes the append-only file and exits."""
         (self.data_dir / URL_FILE).unlink(missing_ok=True)
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            if self.process is None or self.process.poll() is not None:
+                return
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        finally:
+            self._unlock()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

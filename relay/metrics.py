@@ -24,10 +24,11 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import Redis, RedisError
 
 from relay import stats
+from relay.deadletters import DROP_REASONS, DROPPED
 from relay.event_queue import QUEUE_NAME
 from relay.inbox import INBOX, Entry, inflight_depths, inflight_key
 
@@ -88,7 +89,8 @@ class QueueCollector:
         pipe.zcard("relay:dlq")
         pipe.hlen("relay:outbox:products")
         pipe.lindex(INBOX, -1)  # the oldest waiting event
-        depth, jobs, scheduled, dead, outbox, oldest = pipe.execute()
+        pipe.hgetall(DROPPED)  # dead letters dropped by the workers (retention, cap)
+        depth, jobs, scheduled, dead, outbox, oldest, dropped = pipe.execute()
         # Events a drain job holds wait too (a failed drain's until RQ runs it again).
         taken = inflight_depths(self.redis)
         depth += sum(taken.values())
@@ -124,6 +126,16 @@ class QueueCollector:
             "relay_scheduled_retries", "Deliveries waiting for their retry time.", scheduled
         )
         yield gauge("relay_dead_letters", "Events the relay gave up on (relay dlq list).", dead)
+        dropped_family = CounterMetricFamily(
+            "relay_dead_letters_dropped",
+            "Dead letters dropped unreplayed: older than RELAY_DLQ_RETENTION_DAYS (expired) "
+            "or beyond RELAY_DLQ_MAX (over_limit).",
+            labels=["reason"],
+        )
+        counts = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in dropped.items()}
+        for reason in DROP_REASONS:
+            dropped_family.add_metric([reason], counts.get(reason, 0))
+        yield dropped_family
         yield gauge("relay_product_outbox", "Product writes waiting for their batch.", outbox)
         last = GaugeMetricFamily(
             "relay_last_event_timestamp_seconds",

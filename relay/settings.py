@@ -71,6 +71,14 @@ class Settings:
     redis_fsync: str = "always"
     # Behind a TLS-terminating proxy: trust its X-Forwarded-For/-Proto (one hop).
     trust_proxy: bool = False
+    # /healthz fails once Redis has been unreachable this long (an orchestrator then
+    # restarts the relay); /readyz fails at once.
+    healthz_grace_seconds: int = 120
+    # Dead letters older than this, or the oldest beyond the cap, are dropped (counted in
+    # relay_dead_letters_dropped_total): each holds a whole raw body on a Redis that never
+    # evicts.
+    dlq_retention_days: int = 14
+    dlq_max: int = 10_000
     log_format: str | None = None  # json | text; None: text in a terminal, else JSON
     log_level: str = "INFO"
 
@@ -141,6 +149,9 @@ class Settings:
             workers=env.integer("RELAY_WORKERS", 1, minimum=1),
             redis_fsync=env.choice("RELAY_REDIS_FSYNC", "always", ("always", "everysec", "no")),
             trust_proxy=env.choice("RELAY_TRUST_PROXY", "no", ("yes", "no")) == "yes",
+            healthz_grace_seconds=env.integer("RELAY_HEALTHZ_GRACE_SECONDS", 120, minimum=1),
+            dlq_retention_days=env.integer("RELAY_DLQ_RETENTION_DAYS", 14, minimum=1),
+            dlq_max=env.integer("RELAY_DLQ_MAX", 10_000, minimum=1),
             log_format=env.text("RELAY_LOG_FORMAT")
             and env.choice("RELAY_LOG_FORMAT", "json", ("json", "text")),
             log_level=env.choice("RELAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),

@@ -5,7 +5,10 @@
       ├─ relay web           gunicorn master + its workers
       └─ relay worker (N)    RQ SimpleWorker with the retry scheduler
 
-A child that dies is restarted (a crash loop stops the relay instead). SIGTERM or SIGINT
+A child that dies is restarted (a crash loop stops the relay instead). So is the embedded
+redis-server, on its own configuration (same socket, or same port and password), so the
+URL the other children hold stays valid: the web server answers 503 meanwhile, the workers
+wait for it, and the append-only file brings back every accepted event. SIGTERM or SIGINT
 stops it cleanly: the web server first (requests in flight finish), then the workers (each
 finishes its job in flight; anything unfinished stays queued in Redis), then Redis, which
 flushes its append-only file.
@@ -73,12 +76,28 @@ class Child:
         self.kill_leftovers()
 
 
+class EmbeddedRedisChild(Child):
+    """The embedded redis-server, restarted by the same rules as the other children."""
+
+    def __init__(self, server: EmbeddedRedis):
+        super().__init__("redis-server", [server.binary], stop_timeout=15)
+        self.server = server
+        self.process = server.process
+
+    def start(self, env: dict[str, str]) -> None:
+        self.server.restart()
+        self.process = self.server.process
+        assert self.process is not None
+        log.info("restarted %s (pid %d) on %s", self.name, self.process.pid, self.server.data_dir)
+
+
 class Supervisor:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stopping = False
         self.exit_code = 0
         self.redis: EmbeddedRedis | None = None
+        self.redis_child: EmbeddedRedisChild | None = None
         python = sys.executable
         self.web = Child("web", [python, "-m", "relay", "web"], stop_timeout=30)
         self.workers = [
@@ -94,6 +113,11 @@ class Supervisor:
     def children(self) -> list[Child]:
         return [self.web, *self.workers]
 
+    @property
+    def restartable(self) -> list[Child]:
+        """Redis first: the others need it."""
+        return ([self.redis_child] if self.redis_child else []) + self.children
+
     def _request_stop(self, signum: int, _frame: object) -> None:
         if not self.stopping:
             log.info("received %s: stopping", signal.Signals(signum).name)
@@ -108,9 +132,12 @@ class Supervisor:
         env.pop("RELAY_WORKER_METRICS_BIND", None)
         if self.settings.embedded_redis:
             self.redis = EmbeddedRedis(self.settings.data_dir, self.settings.redis_fsync).start()
+            self.redis_child = EmbeddedRedisChild(self.redis)
             env["RELAY_REDIS_URL"] = self.redis.url
             log.info(
-                "embedded redis-server on %s (data in %s)", self.redis.url, self.redis.data_dir
+                "embedded redis-server on %s (data in %s)",
+                self.redis.url_without_password,
+                self.redis.data_dir,
             )
         try:
             for child in self.children:
@@ -126,7 +153,7 @@ class Supervisor:
 
     def _restart_exited(self, env: dict[str, str]) -> None:
         now = time.monotonic()
-        for child in self.children:
+        for child in self.restartable:
             if self.stopping:
                 return
             if child.restart_at is not None:
@@ -138,7 +165,8 @@ class Supervisor:
             if code is None:
                 continue
             child.kill_leftovers()
-            if code == EX_TEMPFAIL:  # lost Redis, waited for it: start afresh at once
+            if code == EX_TEMPFAIL and child is not self.redis_child:
+                # A worker lost Redis and waited for it: start afresh at once.
                 log.warning("%s restarts after a Redis outage", child.name)
                 child.start(env)
                 continue

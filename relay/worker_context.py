@@ -49,7 +49,7 @@ def build(
         registry,
         client,
         events,
-        DeadLetters(redis),
+        DeadLetters(redis, settings.dlq_retention_days, settings.dlq_max),
         store,
         Planner(store, VariantMemory(redis)),
         # The raw events of waiting product writes outlive any retry schedule (a backstop).

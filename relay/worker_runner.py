@@ -122,14 +122,16 @@ def ensure_draining(redis: Redis) -> None:
 
 
 class RelayWorker(SimpleWorker):
-    """RQ's SimpleWorker, whose maintenance pass also checks that the inbox is drained."""
+    """RQ's SimpleWorker, whose maintenance pass also checks that the inbox is drained, and
+    drops dead letters past their retention time even when no new one arrives."""
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
         try:
             ensure_draining(self.connection)
+            worker_context.current().processor.dead_letters.trim()
         except RedisError:
-            log.warning("could not check the inbox")
+            log.warning("could not check the inbox and the dead letters")
 
 
 def _scheduler_gone(host: str, pid: int, info: dict[bytes, bytes]) -> bool:

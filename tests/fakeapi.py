@@ -259,6 +259,11 @@ class FakeCommerceApi:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if len(raw) < length:
+                    # The client went away mid-request (a worker SIGKILLed between the
+                    # headers and the body): a real server never applies half a request.
+                    self.close_connection = True
+                    return
                 try:
                     body = json.loads(raw) if raw else None
                 except ValueError:

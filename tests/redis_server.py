@@ -68,6 +68,12 @@ class RedisServer:
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.05)
 
+    def cap_replies(self, max_bytes: int) -> None:
+        """Close any client whose pending reply grows beyond `max_bytes`, as a Redis short
+        of memory would: a command that loads too much at once fails instead of passing."""
+        limit = f"normal {max_bytes} {max_bytes} 0"
+        Redis.from_url(self.url).config_set("client-output-buffer-limit", limit)
+
     def crash(self) -> None:
         """SIGKILL: no shutdown save; the append-only file is all that remains."""
         assert self.process is not None

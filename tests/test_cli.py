@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
+from redis import Redis
 
 from relay.cli import main
 from relay.commerce_api import SandboxClient
-from relay.deadletters import DeadLetter, DeadLetters
+from relay.deadletters import PAGE_SIZE, DeadLetter, DeadLetters
 from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.inbox import INBOX, Entry
 from tests.conftest import API_KEY
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port
 
 
 @pytest.fixture
@@ -22,7 +25,8 @@ def env(redis_server, tmp_path) -> dict:
     return {
         "RELAY_REDIS_URL": redis_server.url,
         "RELAY_DATA_DIR": str(tmp_path / "data"),
-        "RELAY_WOOCOMMERCE_SECRET": "s",
+        # Long enough not to occur by chance in what the commands print (they redact it).
+        "RELAY_WOOCOMMERCE_SECRET": "cli-test-woocommerce-secret",
     }
 
 
@@ -30,7 +34,11 @@ def invoke(env: dict, *args: str):
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-def letter(event_id: str, platform: str = "woocommerce", dead_at: float = 1700000000.0):
+# Recent enough to be kept: older letters are dropped (RELAY_DLQ_RETENTION_DAYS).
+NOW = time.time()
+
+
+def letter(event_id: str, platform: str = "woocommerce", dead_at: float = NOW):
     event = RawEvent(event_id, platform, "order.created", 1.0, b'{"id": 1}', "application/json")
     return DeadLetter(
         id=event_id,
@@ -46,9 +54,9 @@ def letter(event_id: str, platform: str = "woocommerce", dead_at: float = 170000
 
 def test_dlq_list_show_replay_purge(env, redis):
     store = DeadLetters(redis)
-    store.add(letter("evt-a", dead_at=1))
-    store.add(letter("evt-b", dead_at=2))
-    store.add(letter("evt-c", platform="stickyio", dead_at=3))
+    store.add(letter("evt-a", dead_at=NOW - 3))
+    store.add(letter("evt-b", dead_at=NOW - 2))
+    store.add(letter("evt-c", platform="stickyio", dead_at=NOW - 1))
 
     listed = invoke(env, "dlq", "list", "--json")
     assert listed.exit_code == 0
@@ -141,3 +149,80 @@ def test_mappers_lists_platforms(env):
     assert "woocommerce" in result.output
     assert "http://127.0.0.1:8000/webhooks/woocommerce" in result.output
     assert "enabled" in result.output
+
+
+def test_f13_dlq_show_redacts_secrets_and_dlq_list_defuses_terminal_escapes(env, redis):
+    """Review F13: `relay dlq show` printed a Sticky.io token that the postback echoed (the
+    admin page redacts it), and `relay dlq list` wrote an OSC sequence from a payload's id
+    (`\\x1b]0;relay pwned\\x07`, quoted in the error) straight to the operator's terminal."""
+    token = "stickyio-token-0123456789abcdef"
+    env = {**env, "RELAY_STICKYIO_TOKEN": token}
+    echoed = RawEvent(
+        "evt-token", "stickyio", "order", 1.0, b"", "", query=f"order_id=7&note={token}"
+    )
+    DeadLetters(redis).add(
+        DeadLetter(
+            id="evt-token",
+            platform="stickyio",
+            topic="order",
+            reason="mapping_error",
+            error=f"bad postback note={token}",
+            event=echoed.to_dict(),
+        )
+    )
+    hostile = "\x1b]0;relay pwned\x07\x1b[2J\x1b[31m\x9b1m\x07\u202e"
+    DeadLetters(redis).add(letter("evt-escape"))
+    escaped = DeadLetters(redis).get("evt-escape")
+    escaped.error = f"order {hostile}: currency is missing"
+    escaped.topic = f"order.{hostile}"
+    DeadLetters(redis).add(escaped)
+
+    shown = invoke(env, "dlq", "show", "evt-token")
+    assert shown.exit_code == 0
+    assert token not in shown.output
+    assert "note=[redacted]" in json.loads(shown.output)["event"]["query"]
+    listed = invoke(env, "dlq", "list")
+    assert listed.exit_code == 0
+    assert token not in listed.output
+    assert "evt-escape" in listed.output and "currency is missing" in listed.output
+    controls = [c for c in listed.output if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)]
+    assert controls == []
+    assert "\u202e" not in listed.output
+    assert "\\x1b]0;relay pwned\\x07" in listed.output  # shown, not acted on
+
+
+def test_f7_dlq_replay_and_purge_all_page_through_more_letters_than_one_page(env, tmp_path):
+    """Review F7: `relay dlq replay/purge --all` loaded every dead letter whole, each with a
+    raw body of up to 2 MB. Here Redis refuses to hand out more than a page or so at once."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        redis = Redis.from_url(server.url)
+        env = {**env, "RELAY_REDIS_URL": server.url}
+        total, body = 2 * PAGE_SIZE + 30, b'{"pad": "' + b"x" * 30_000 + b'"}'
+
+        def fill(platform: str = "woocommerce") -> None:
+            for n in range(total):
+                event_id = f"evt-{platform}-{n}"
+                event = RawEvent(event_id, platform, "order.created", NOW, body, "text/json")
+                DeadLetters(redis).add(replace(letter(event_id, platform), event=event.to_dict()))
+
+        server.cap_replies(50 * PAGE_SIZE * 1000)  # 2.5 MB: a page fits, all 130 do not
+        fill()
+        replayed = invoke(env, "dlq", "replay", "--all")
+        assert replayed.output.strip() == f"replayed {total} dead letters"
+        assert DeadLetters(redis).count() == 0 and redis.llen(INBOX) == total
+
+        fill()
+        fill("stickyio")
+        asked = CliRunner().invoke(main, ["dlq", "purge", "--all"], env=env, input="n\n")
+        assert f"delete {2 * total} dead letters for good?" in asked.output
+        assert DeadLetters(redis).count() == 2 * total  # not confirmed: nothing deleted
+        purged = invoke(env, "dlq", "purge", "--all", "--platform", "stickyio", "--yes")
+        assert purged.output.strip() == f"purged {total} dead letters"
+        assert DeadLetters(redis).count() == total
+        assert DeadLetters(redis).count("stickyio") == 0
+        purged = invoke(env, "dlq", "purge", "--all", "--yes")
+        assert purged.output.strip() == f"purged {total} dead letters"
+        assert DeadLetters(redis).count() == DeadLetters(redis).count("woocommerce") == 0
+    finally:
+        server.stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 from redis import Redis
 
@@ -35,3 +38,28 @@ def test_long_data_dir_falls_back_to_loopback_with_a_password(tmp_path):
         assert Redis.from_url(server.url).ping()
         url_file = deep / "redis.url"
         assert url_file.stat().st_mode & 0o077 == 0  # it holds the password
+
+
+def test_f17_data_files_are_private_under_umask_022(tmp_path):
+    """Review F17: under the usual umask 022 the data directory was 0755 and dump.rdb,
+    appendonlydir/* and redis.log 0644: every event, customer email and the admin session
+    secret readable by any local user. A directory an older relay left open is closed too."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    (data / "redis.log").write_text("an older relay's log\n")
+    (data / "redis.log").chmod(0o644)
+    old_umask = os.umask(0o022)
+    try:
+        with EmbeddedRedis(data) as server:
+            client = Redis.from_url(server.url)
+            client.set("relay:admin:secret", "s")
+            client.save()  # dump.rdb, as Redis writes it on its own schedule
+            written = [data, data / "dump.rdb", data / "redis.log", data / "redis.conf"]
+            aof = data / "appendonlydir"
+            written += [aof, *aof.iterdir()] if aof.is_dir() else [data / "relay.aof"]
+            modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in written}
+    finally:
+        os.umask(old_umask)
+    assert len(modes) >= 6, modes
+    assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}
+    assert modes["data"] == 0o700 and modes["dump.rdb"] == 0o600

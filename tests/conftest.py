@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -149,13 +150,18 @@ class WorkerHarness:
             worker_context.install(None)
 
     def scheduled(self) -> list[tuple[str, float]]:
-        """(job id, seconds from now) of scheduled retries."""
+        """(job id, delay) of scheduled retries: how long after it was scheduled each one
+        runs. Measured from the job's creation, not from now, so that it does not shrink
+        by however long the test took to get here on a busy machine."""
         registry = ScheduledJobRegistry(queue=self.queue)
-        now = time.time()
-        return [
-            (job_id.decode() if isinstance(job_id, bytes) else job_id, score - now)
-            for job_id, score in self.redis.zrange(registry.key, 0, -1, withscores=True)
-        ]
+        out = []
+        for raw_id, score in self.redis.zrange(registry.key, 0, -1, withscores=True):
+            job_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            created = self.queue.fetch_job(job_id).created_at
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=UTC)
+            out.append((job_id, score - created.timestamp()))
+        return out
 
     def release_scheduled(self) -> int:
         """Make every scheduled retry due now (as if its time had come) and enqueue it."""

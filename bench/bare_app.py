@@ -15,10 +15,10 @@ import sys
 
 from flask import Flask, jsonify, request
 
+from relay.intake.web_server import RelayWebServer
 from relay.redis_conn import connect
 from relay.registry import default_registry
 from relay.settings import Settings
-from relay.web_server import RelayWebServer
 
 STORE_KEY = "bench:stored"
 

@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import product_body, worker_bench
+from relay.delivery.worker import run_worker
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from relay.intake.acceptor import Acceptor
 from relay.registry import default_registry
-from relay.worker_runner import run_worker
 
 UPDATES = 10_000
 
 
 def measure(workdir: Path) -> dict[str, Any]:
     with worker_bench(workdir) as (settings, redis, api):
-        queue = EventQueue(redis)
+        queue = Acceptor(EventQueue(redis))
         for n in range(UPDATES):
             event = RawEvent(
                 new_event_id(),

@@ -146,7 +146,7 @@ def worker_bench(workdir: Path) -> Iterator[tuple[Any, Any, FakeApiProcess]]:
     """Settings, Redis and the fake API for running the real worker in this process."""
     from redis import Redis
 
-    from relay import logs
+    from relay.runtime import logs
     from relay.settings import Settings
 
     logs.configure("WARNING")

@@ -14,11 +14,12 @@ import requests
 from redis import Redis
 
 from bench.common import API_KEY, FakeApiProcess, order_body, worker_bench
+from relay.delivery.worker import run_worker
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from relay.intake.acceptor import Acceptor
 from relay.registry import default_registry
 from relay.settings import Settings
-from relay.worker_runner import run_worker
 
 EVENTS = 2000
 PAIRS = 3
@@ -39,7 +40,7 @@ def _events(offset: int) -> list[RawEvent]:
 
 
 def _relay_rate(settings: Settings, redis: Redis, api: FakeApiProcess, offset: int) -> float:
-    queue = EventQueue(redis)
+    queue = Acceptor(EventQueue(redis))
     for event in _events(offset):
         assert queue.accept(event, event.id)
     before = len(api.requests())

@@ -6,14 +6,17 @@ from flask import Flask
 from redis import Redis
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from relay import admin, health, ingest
-from relay.auth_throttle import AuthThrottle
+from relay import admin
 from relay.errors import install_error_handlers
 from relay.event_queue import EventQueue
+from relay.intake import webhooks
+from relay.intake.acceptor import Acceptor
+from relay.intake.auth_throttle import AuthThrottle
+from relay.intake.web_context import WebContext
 from relay.redis_conn import connect_web
 from relay.registry import Registry, default_registry
+from relay.runtime import health
 from relay.settings import ConfigError, Settings
-from relay.web_context import WebContext
 
 
 def create_app(
@@ -38,15 +41,17 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
+    events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
     app.extensions["relay"] = WebContext(
         settings=settings,
         registry=registry,
         redis=redis,
-        events=EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds),
+        events=events,
+        acceptor=Acceptor(events),
         auth_throttle=AuthThrottle(redis),
     )
     install_error_handlers(app)
-    app.register_blueprint(ingest.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
     return app

@@ -41,8 +41,8 @@ def _load() -> tuple[Settings, Registry]:
 def _redis(settings: Settings) -> Iterator[Redis]:
     """Redis for a one-off command: RELAY_REDIS_URL, or the embedded Redis of a running
     `relay run`, or (when none runs) the embedded Redis started just for this command."""
-    from relay.embedded_redis import EmbeddedRedis, running_url
     from relay.redis_conn import connect
+    from relay.runtime.embedded_redis import EmbeddedRedis, running_url
 
     url = settings.redis_url or running_url(settings.data_dir)
     if url:
@@ -82,10 +82,10 @@ def _when(timestamp: float | None) -> str:
 def _setup_process(component: str, settings: Settings) -> None:
     """Logs (JSON lines, or text in a terminal), Sentry when configured, and a metrics
     directory shared by this process's children unless `relay run` gave one."""
-    from relay import logs, observability
+    from relay.runtime import logs, sentry
 
     logs.configure(settings.log_level, log_format=settings.log_format)
-    observability.init_sentry(settings, component)
+    sentry.init_sentry(settings, component)
     if component == "supervisor":  # `relay run`: its children share <data dir>/metrics
         metrics_dir = settings.data_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -106,7 +106,7 @@ def main() -> None:
 @main.command()
 def run() -> None:
     """Web server, worker(s) and scheduler, with an embedded Redis when RELAY_REDIS_URL is unset."""
-    from relay.supervisor import Supervisor
+    from relay.runtime.supervisor import Supervisor
 
     settings, _ = _load()
     _setup_process("supervisor", settings)
@@ -122,7 +122,7 @@ def _with_redis_url(settings: Settings) -> Settings:
     `relay run` on the same data directory."""
     from dataclasses import replace
 
-    from relay.embedded_redis import running_url
+    from relay.runtime.embedded_redis import running_url
 
     if settings.redis_url:
         return settings
@@ -141,7 +141,7 @@ def web() -> None:
     """The web server alone (gunicorn)."""
     settings, _ = _load()
     _setup_process("web", settings)  # before the app (and prometheus_client) is imported
-    from relay.web_server import serve
+    from relay.intake.web_server import serve
 
     try:
         serve(_with_redis_url(settings))
@@ -155,11 +155,11 @@ def worker(burst: bool) -> None:
     """A delivery worker alone (RQ, with the retry scheduler)."""
     settings, registry = _load()
     _setup_process("worker", settings)  # before prometheus_client is imported
-    from relay.worker_runner import run_worker
+    from relay.delivery.worker import run_worker
 
     settings = _with_redis_url(settings)
     if settings.worker_metrics_bind:
-        from relay.metrics import serve_worker_metrics
+        from relay.runtime.metrics import serve_worker_metrics
 
         try:
             serve_worker_metrics(settings.worker_metrics_bind)
@@ -190,7 +190,7 @@ def _platform_option(f: Any) -> Any:
 @_platform_option
 def dlq_list(as_json: bool, limit: int, platform: str | None) -> None:
     """List dead letters, newest first."""
-    from relay.deadletters import DeadLetters
+    from relay.delivery.deadletters import DeadLetters
     from relay.redaction import redact, secrets_of
 
     settings, _ = _load()
@@ -226,7 +226,7 @@ def dlq_show(event_id: str) -> None:
     """Everything kept for one dead letter (raw event, records, error, API answer)."""
     from dataclasses import asdict
 
-    from relay.deadletters import DeadLetters
+    from relay.delivery.deadletters import DeadLetters
     from relay.redaction import redact, secrets_of
 
     settings, _ = _load()
@@ -242,7 +242,7 @@ def dlq_show(event_id: str) -> None:
 def _select(redis: Redis, ids: tuple[str, ...], all_: bool) -> list[Any]:
     """The letters named by id (each checked before anything is done); [] with --all,
     which the commands page through themselves rather than load every letter."""
-    from relay.deadletters import DeadLetters
+    from relay.delivery.deadletters import DeadLetters
 
     if ids and all_:
         _fail("give dead letter ids or --all, not both", 2)
@@ -266,7 +266,7 @@ def _select(redis: Redis, ids: tuple[str, ...], all_: bool) -> list[Any]:
 @_platform_option
 def dlq_replay(ids: tuple[str, ...], all_: bool, platform: str | None) -> None:
     """Map the raw events again with today's code and queue them for delivery."""
-    from relay.deadletters import replay, replay_all
+    from relay.delivery.deadletters import replay, replay_all
     from relay.event_queue import EventQueue
 
     settings, _ = _load()
@@ -284,7 +284,7 @@ def dlq_replay(ids: tuple[str, ...], all_: bool, platform: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation with --all.")
 def dlq_purge(ids: tuple[str, ...], all_: bool, platform: str | None, yes: bool) -> None:
     """Delete dead letters for good."""
-    from relay.deadletters import DeadLetters
+    from relay.delivery.deadletters import DeadLetters
 
     settings, _ = _load()
     with _redis(settings) as redis:
@@ -310,7 +310,7 @@ def dlq_purge(ids: tuple[str, ...], all_: bool, platform: str | None, yes: bool)
 @click.option("--json", "as_json", is_flag=True, help="Print the full requests as JSON.")
 def sandbox(limit: int, as_json: bool) -> None:
     """The latest requests the relay would have sent (sandbox mode: no API key)."""
-    from relay.commerce_api import SandboxClient
+    from relay.delivery.commerce_api import SandboxClient
     from relay.redaction import redact, secrets_of
 
     settings, _ = _load()
@@ -336,7 +336,7 @@ def check() -> None:
     """Validate configuration, reach Redis and the Commerce API; exit non-zero on a problem."""
     from redis import exceptions as redis_errors
 
-    from relay.commerce_api import CommerceClient
+    from relay.delivery.commerce_api import CommerceClient
 
     settings, registry = _load()
     problems = 0

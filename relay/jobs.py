@@ -1,4 +1,5 @@
-"""RQ job entry points. RQ imports these by name ("relay.jobs.drain_inbox").
+"""RQ job entry points. RQ imports these by name ("relay.jobs.drain_inbox"), so this module
+keeps its name and place whatever moves behind it: jobs queued by an older relay still run.
 
 Each worker process builds its context once (settings, Redis, one keep-alive HTTP session,
 the mapper registry) and reuses it for every job.
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.commerce_api import ApiRequest
+from relay.delivery.commerce_api import ApiRequest
+from relay.delivery.context import current
 from relay.events import RawEvent
-from relay.worker_context import current
 
 
 def deliver_pending(
@@ -23,8 +24,8 @@ def deliver_pending(
 
 
 def flush_products(batch_id: str, attempt: int = 1, first_attempt_at: float | None = None) -> str:
-    return current().processor.flush_products(batch_id, attempt, first_attempt_at)
+    return current().products.flush_products(batch_id, attempt, first_attempt_at)
 
 
 def drain_inbox(drain_id: str) -> str:
-    return current().processor.drain(drain_id)
+    return current().drain.run(drain_id)

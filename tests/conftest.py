@@ -19,9 +19,9 @@ from rq import SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from relay import worker_context
 from relay.app import create_app
-from relay.commerce_api import CommerceClient
+from relay.delivery import context as worker_context
+from relay.delivery.commerce_api import CommerceClient
 from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.inbox import INBOX, Entry

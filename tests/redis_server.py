@@ -10,7 +10,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from relay.embedded_redis import find_redis_server
+from relay.runtime.embedded_redis import find_redis_server
 
 
 def free_port() -> int:

@@ -13,14 +13,15 @@ import pytest
 from redis import Redis
 
 from relay import stats
-from relay.admin_auth import SESSION_COOKIE, FailedLogins
-from relay.admin_view import SILENT_AFTER_SECONDS, ago
+from relay.admin.auth import SESSION_COOKIE, FailedLogins
+from relay.admin.view import SILENT_AFTER_SECONDS, ago
 from relay.app import create_app
-from relay.commerce_api import ApiRequest, SandboxClient
-from relay.deadletters import PAGE_SIZE, DeadLetter, DeadLetters
+from relay.delivery.commerce_api import ApiRequest, SandboxClient
+from relay.delivery.deadletters import PAGE_SIZE, DeadLetter, DeadLetters
 from relay.event_queue import make_queue
 from relay.events import RawEvent, new_event_id
 from relay.inbox import Inbox
+from relay.intake.acceptor import Acceptor
 from tests.conftest import WOO_SECRET, woo_headers
 from tests.redis_server import RedisServer, free_port
 
@@ -635,7 +636,7 @@ def test_waiting_counts_stored_webhooks_not_worker_jobs(web, redis):
     from relay.event_queue import EventQueue
     from relay.events import RawEvent, new_event_id
 
-    queue = EventQueue(redis)
+    queue = Acceptor(EventQueue(redis))
     for n in range(3):  # three webhooks, one drain job for them
         event = RawEvent(new_event_id(), "woocommerce", "order.created", 0.0, b"{}")
         queue.accept(event, f"k{n}")

@@ -6,7 +6,7 @@ from dataclasses import replace
 from urllib.parse import urlencode
 
 from relay.app import create_app
-from relay.auth_throttle import LIMIT
+from relay.intake.auth_throttle import LIMIT
 from relay.redis_conn import connect
 from tests.conftest import stored_events
 from tests.redis_server import free_port

@@ -12,7 +12,7 @@ import pytest
 from redis import Redis
 
 from relay.app import create_app
-from relay.deadletters import DeadLetters
+from relay.delivery.deadletters import DeadLetters
 from relay.events import RawEvent
 from tests.conftest import WorkerHarness, stored_events
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from redis import Redis
 
 from relay.cli import main
-from relay.commerce_api import SandboxClient
-from relay.deadletters import PAGE_SIZE, DeadLetter, DeadLetters
+from relay.delivery.commerce_api import SandboxClient
+from relay.delivery.deadletters import PAGE_SIZE, DeadLetter, DeadLetters
 from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.inbox import INBOX, Entry
@@ -94,7 +94,7 @@ def test_dlq_replay_needs_ids_or_all(env, redis):
 
 
 def test_sandbox_shows_latest_requests(env, redis):
-    from relay.commerce_api import ApiRequest
+    from relay.delivery.commerce_api import ApiRequest
 
     SandboxClient(redis).send(ApiRequest("POST", "/api/v1/orders", {"orderId": "9"}, "order:9"))
     result = invoke(env, "sandbox")

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from relay.commerce_api import ApiRequest, CommerceClient, parse_retry_after
+from relay.delivery.commerce_api import ApiRequest, CommerceClient, parse_retry_after
 
 BASE = "https://api.example.test"
 ORDER = ApiRequest("POST", "/api/v1/orders", {"orderId": "1"}, "order:1")
@@ -59,7 +59,7 @@ def test_request_carries_key_json_and_event_id(client):
 @responses.activate
 def test_delete_of_missing_product_is_done(client):
     responses.delete(f"{BASE}/api/v1/products/a%2Fb", status=404)
-    from relay.commerce_api import product_path
+    from relay.delivery.commerce_api import product_path
 
     outcome = client.send(ApiRequest("DELETE", product_path("a/b")))
     assert outcome.ok

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from relay.deadletters import INDEX, DeadLetters
+from relay.delivery.deadletters import INDEX, DeadLetters
 from tests.conftest import WorkerHarness, woo_headers
 
 ORDER = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.processing.guest.json"
@@ -44,7 +44,7 @@ def test_f7_retention_and_cap_drop_the_oldest_and_the_metric_counts_them(
     assert store.get(ids[-1]).reason == "mapping_error"
 
     # Retention: a worker's maintenance pass drops what outlived it, with no new letter.
-    trim = worker.context.processor.dead_letters.trim
+    trim = worker.context.dead_letters.trim
     assert trim(now=time.time() + 13 * 86400) == 0
     assert trim(now=time.time() + 15 * 86400) == cap
     assert store.count() == 0 and redis.exists(INDEX, "relay:dlq:p:woocommerce") == 0

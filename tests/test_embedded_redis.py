@@ -8,7 +8,7 @@ import stat
 import pytest
 from redis import Redis
 
-from relay.embedded_redis import EmbeddedRedis, running_url
+from relay.runtime.embedded_redis import EmbeddedRedis, running_url
 from relay.settings import ConfigError
 
 

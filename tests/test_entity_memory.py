@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from relay.app import create_app
-from relay.deadletters import DeadLetters
+from relay.delivery.deadletters import DeadLetters
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from relay.intake.acceptor import Acceptor
 from tests.conftest import as_body, wait_until, woo_headers
 
 FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
@@ -29,7 +30,7 @@ def event(payload: dict[str, Any], topic: str, platform: str = "woocommerce") ->
 
 
 def send(redis, *events: RawEvent) -> None:
-    queue = EventQueue(redis)
+    queue = Acceptor(EventQueue(redis))
     for e in events:
         assert queue.accept(e, f"test:{e.id}")
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from relay.entity_rules import Guard, attempting, decide, delivered, epoch, fingerprint, skipped
+from relay.delivery.entity_rules import (
+    Guard,
+    attempting,
+    decide,
+    delivered,
+    epoch,
+    fingerprint,
+    skipped,
+)
 
 
 def order(status: str, **kw) -> Guard:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.gevent_worker import MAX_CONNECTIONS_PER_CLIENT, client_key
+from relay.intake.gevent_worker import MAX_CONNECTIONS_PER_CLIENT, client_key
 from tests.conftest import stored_events, woo_headers
 from tests.web_process import relay_web
 
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 def web(tmp_path, redis_server, redis):
     # The deadlines cut from 30 s to 1 s (a read) and 2 s (a body), so tests do not wait.
     patches = {
-        "relay.gevent_worker.READ_TIMEOUT_SECONDS": 1.0,
-        "relay.gevent_worker.BODY_DEADLINE_SECONDS": 2.0,
+        "relay.intake.gevent_worker.READ_TIMEOUT_SECONDS": 1.0,
+        "relay.intake.gevent_worker.BODY_DEADLINE_SECONDS": 2.0,
     }
     with relay_web(tmp_path, redis_server.url, patches) as (port, log):
         yield port, log
@@ -106,7 +106,7 @@ def test_f5_slow_senders_cost_their_own_connections_not_the_service(web, redis):
 
 
 def test_behind_a_proxy_every_connection_is_the_proxys_and_none_is_capped(tmp_path, redis_server):
-    patches = {"relay.gevent_worker.BODY_DEADLINE_SECONDS": 2.0}
+    patches = {"relay.intake.gevent_worker.BODY_DEADLINE_SECONDS": 2.0}
     env = {"RELAY_TRUST_PROXY": "yes"}
     with relay_web(tmp_path, redis_server.url, patches, env) as (port, _log):
         count = MAX_CONNECTIONS_PER_CLIENT + 8

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+from relay.delivery.worker import recover_inbox
 from relay.event_queue import EventQueue, dedup_mark_key, make_queue
 from relay.events import RawEvent, new_event_id
 from relay.inbox import INBOX, WAKE, Inbox
-from relay.worker_runner import recover_inbox
+from relay.intake.acceptor import Acceptor
 from tests.conftest import stored_events
 
 
@@ -18,7 +19,7 @@ def accept(redis, n: int) -> list[RawEvent]:
         )
         for i in range(n)
     ]
-    queue = EventQueue(redis)
+    queue = Acceptor(EventQueue(redis))
     for event in events:
         assert queue.accept(event, event.id)
     return events
@@ -72,16 +73,17 @@ def test_webhooks_stored_together_keep_their_own_answers(redis):
     """A group commit's batch: one pipeline, one answer per webhook, and a Redis that
     restarted and forgot the accept script (NOSCRIPT) loses none of them."""
     queue = EventQueue(redis)
+    acceptor = Acceptor(queue)
     redis.script_flush()
     one, two, twin = (
         RawEvent(new_event_id(), "woocommerce", "order.created", 1.0, b'{"id": %d}' % n)
         for n in (1, 2, 1)
     )
-    results = queue.store_batch(
+    results = acceptor.store_batch(
         [
-            queue.accept_write(one, "key-1"),
-            queue.accept_write(two, "key-2"),
-            queue.accept_write(twin, "key-1"),  # the same delivery twice in one batch
+            acceptor.accept_write(one, "key-1"),
+            acceptor.accept_write(two, "key-2"),
+            acceptor.accept_write(twin, "key-1"),  # the same delivery twice in one batch
         ]
     )
     assert [first for first, _ in results] == [1, 1, 0]

@@ -16,9 +16,9 @@ import sys
 import pytest
 import requests
 
-from relay import logs
+from relay.intake.web_server import _log_config
+from relay.runtime import logs
 from relay.settings import Settings
-from relay.web_server import _log_config
 from tests.conftest import wait_until
 from tests.redis_server import free_port
 
@@ -47,7 +47,7 @@ def test_masking_keeps_its_shapes(text, masked):
 # under a second.
 _LONG_VALUES = """
 import io, json, logging
-from relay import logs
+from relay.runtime import logs
 two_mb = 2 * 1024 * 1024
 out = {"plain": len(logs.mask_emails("a" * two_mb))}
 out["encoded"] = len(logs.mask_emails("a%40" * (two_mb // 4)))

@@ -18,12 +18,15 @@ import requests
 import sentry_sdk
 from sentry_sdk.transport import Transport
 
-from relay import logs, observability, stats
+from relay import stats
 from relay.app import create_app
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.inbox import Inbox
+from relay.intake.acceptor import Acceptor
 from relay.registry import default_registry
+from relay.runtime import logs
+from relay.runtime import sentry as relay_sentry
 from tests.conftest import API_KEY, WOO_SECRET, as_body, wait_until, woo_headers
 from tests.redis_server import free_port
 
@@ -46,7 +49,7 @@ class CapturingTransport(Transport):
 @pytest.fixture
 def sentry(settings):
     CapturingTransport.events = []
-    assert observability.init_sentry(
+    assert relay_sentry.init_sentry(
         replace(settings, sentry_dsn="https://public@sentry.invalid/1"), "test"
     )
     sentry_sdk.get_client().transport = CapturingTransport(sentry_sdk.get_client().options)
@@ -162,7 +165,7 @@ def test_stats_per_platform(client, redis):
 
 
 def test_f1_events_held_by_a_failed_drain_count_as_waiting(settings, redis):
-    queue = EventQueue(redis)
+    queue = Acceptor(EventQueue(redis))
     events = [
         RawEvent(new_event_id(), "woocommerce", "order.created", time.time() - 300 + i, b"{}")
         for i in range(5)
@@ -230,7 +233,7 @@ def test_a_worker_run_alone_serves_its_delivery_counters(tmp_path, redis_server,
             body=body,
             content_type="application/json",
         )
-        assert EventQueue(redis).accept(event, "standalone-worker-test")
+        assert Acceptor(EventQueue(redis)).accept(event, "standalone-worker-test")
         assert fake_api.wait_for(1, timeout=20)[0].path == "/api/v1/orders"
 
         url = f"http://127.0.0.1:{port}/metrics"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from rq.timeouts import JobTimeoutException
 
-from relay.deadletters import DeadLetters, replay
+from relay.delivery.deadletters import DeadLetters, replay
 from relay.event_queue import EventQueue, make_queue
 from relay.events import RawEvent, new_event_id
 from relay.inbox import MAX_FAILED_DRAINS
+from relay.intake.acceptor import Acceptor
 from relay.registry import Registry, default_registry
 from tests.conftest import API_KEY, WorkerHarness, live_client
 
@@ -31,7 +32,8 @@ def woo_event(name: str, topic: str = "order.created", body: bytes | None = None
 
 
 def enqueue(redis, event: RawEvent, settings) -> None:
-    assert EventQueue(redis, settings.dedup_window_seconds).accept(event, f"test:{event.id}")
+    acceptor = Acceptor(EventQueue(redis, settings.dedup_window_seconds))
+    assert acceptor.accept(event, f"test:{event.id}")
 
 
 def order_posts(api) -> list[dict]:
@@ -266,7 +268,7 @@ def test_ignored_event_sends_nothing_and_is_not_dead(redis, settings, fake_api, 
 
 
 def test_losing_twin_of_a_race_is_dropped(redis, settings, fake_api, worker):
-    queue = EventQueue(redis, settings.dedup_window_seconds)
+    queue = Acceptor(EventQueue(redis, settings.dedup_window_seconds))
     first = woo_event("order.processing.guest.json")
     twin = replace(first, id=new_event_id())
     assert queue.accept(first, "same-content") is True
@@ -276,7 +278,7 @@ def test_losing_twin_of_a_race_is_dropped(redis, settings, fake_api, worker):
 
 
 def test_sandbox_records_instead_of_sending(redis, settings, fake_api, sandbox_worker):
-    from relay.commerce_api import SandboxClient
+    from relay.delivery.commerce_api import SandboxClient
 
     enqueue(redis, woo_event("order.processing.guest.json"), settings)
     sandbox_worker.run()

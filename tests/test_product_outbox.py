@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from relay.deadletters import DeadLetters
+from relay.delivery.deadletters import DeadLetters
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
+from relay.intake.acceptor import Acceptor
 
 PRODUCTS = 100
 
@@ -25,7 +26,7 @@ def test_f7_a_many_product_webhook_is_stored_once_not_once_per_product(
     body = json.dumps({"type": "product", "data": products}).encode()
     event = RawEvent(new_event_id(), "custom", "product", 0.0, body, "application/json")
     fake_api.fail("/api/v1/products", status=503)  # the batch waits for its retry
-    EventQueue(redis).accept(event, event.id)
+    Acceptor(EventQueue(redis)).accept(event, event.id)
     worker.run()
     assert redis.keys("relay:batch:*"), "the products wait in their batch"
 

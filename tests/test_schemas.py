@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from relay.deadletters import DeadLetters
+from relay.delivery.deadletters import DeadLetters
 from relay.events import RawEvent
 from relay.mapping import Record
 from relay.schemas import record_errors

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from relay.delivery.planning import request_for
 from relay.fixtures import fixtures
 from relay.mapping import Record
-from relay.planning import request_for
 from relay.registry import default_registry
 from tests import sdk_oracle
 from tests.fakeapi import SUCCESS

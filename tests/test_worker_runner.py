@@ -10,15 +10,16 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from relay.entity_state import EntityStore, LockTimeout
-from relay.event_queue import EventQueue, make_queue
-from relay.events import RawEvent, new_event_id
-from relay.processes import HOST
-from relay.worker_runner import (
+from relay.delivery.entity_state import EntityStore, LockTimeout
+from relay.delivery.worker import (
     recover_abandoned_jobs,
     recover_intermediate_jobs,
     release_dead_scheduler_lock,
 )
+from relay.event_queue import EventQueue, make_queue
+from relay.events import RawEvent, new_event_id
+from relay.intake.acceptor import Acceptor
+from relay.runtime.processes import HOST
 
 
 def dead_pid() -> int:
@@ -30,7 +31,7 @@ def dead_pid() -> int:
 def queued_event(redis) -> Job:
     """A job in the queue, as ingest leaves one: the drain job for a stored event."""
     event = RawEvent(new_event_id(), "woocommerce", "order.created", 0.0, b"{}")
-    EventQueue(redis).accept(event, event.id)
+    Acceptor(EventQueue(redis)).accept(event, event.id)
     [job_id] = [j for j in make_queue(redis).get_job_ids() if j.startswith("drain-")][-1:]
     redis.delete("relay:inbox:wake")  # the next accept queues its own drain job
     return Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
@@ -102,7 +103,7 @@ def test_entity_lock_of_a_dead_holder_is_taken_over(redis):
 def test_a_reused_pid_is_not_mistaken_for_the_dead_holder(redis):
     import os
 
-    from relay.processes import owner_dead, owner_tag
+    from relay.runtime.processes import owner_dead, owner_tag
 
     assert not owner_dead(owner_tag())  # this very process
     pid = os.getpid()

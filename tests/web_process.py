@@ -1,6 +1,6 @@
 """`relay web` (gunicorn with the gevent worker) in a subprocess, for tests about processes
 and sockets: slow senders, a hung Redis. Module constants can be cut for the test's sake
-(`patches={"relay.gevent_worker.READ_TIMEOUT_SECONDS": 1.0}`), as the process starts."""
+(`patches={"relay.intake.gevent_worker.READ_TIMEOUT_SECONDS": 1.0}`), as the process starts."""
 
 from __future__ import annotations
 

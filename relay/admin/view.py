@@ -1,6 +1,6 @@
 """What the admin page shows, computed from Redis: platform rows, times, readable JSON.
 
-Kept apart from the routes (relay/admin.py) so the rules (when a platform counts as silent,
+Kept apart from the routes (relay/admin/routes.py) so the rules (when a platform counts as silent,
 how a time reads) are plain functions.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from redis import Redis
 
 from relay import stats
-from relay.deadletters import DeadLetters
+from relay.delivery.deadletters import DeadLetters
 from relay.registry import Registry
 from relay.settings import Settings
 

@@ -28,13 +28,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from relay import metrics
-from relay.commerce_api import ApiRequest, Client, Outcome
-from relay.entity_rules import Guard, attempting, decide, delivered, skipped
-from relay.entity_state import EntityStore
+from relay.delivery.commerce_api import ApiRequest, Client, Outcome
+from relay.delivery.entity_rules import Guard, attempting, decide, delivered, skipped
+from relay.delivery.entity_state import EntityStore
+from relay.delivery.failures import describe, not_ours
+from relay.delivery.planning import effect_key
 from relay.events import RawEvent
-from relay.failures import describe, not_ours
-from relay.planning import effect_key
+from relay.runtime import metrics
 
 log = logging.getLogger("relay.worker")
 BUSY_RETRY_SECONDS = 1.0  # another worker holds an entity: try again shortly

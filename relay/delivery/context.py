@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from redis import Redis
 
-from relay.commerce_api import Client, CommerceClient, SandboxClient
-from relay.deadletters import DeadLetters
-from relay.entity_state import EntityStore
+from relay.delivery.commerce_api import Client, CommerceClient, SandboxClient
+from relay.delivery.deadletters import DeadLetters
+from relay.delivery.drain import InboxDrain
+from relay.delivery.endings import Endings
+from relay.delivery.entity_state import EntityStore
+from relay.delivery.planning import Planner
+from relay.delivery.processor import EventProcessor
+from relay.delivery.product_flush import ProductFlush
+from relay.delivery.product_outbox import ProductOutbox
+from relay.delivery.variants import VariantMemory
 from relay.event_queue import EventQueue
 from relay.inbox import Inbox
-from relay.metrics import InstrumentedClient
-from relay.planning import Planner
-from relay.processing import EventProcessor
-from relay.product_outbox import ProductOutbox
 from relay.redis_conn import connect
 from relay.registry import Registry, default_registry
+from relay.runtime.metrics import InstrumentedClient
 from relay.settings import ConfigError, Settings
-from relay.variants import VariantMemory
 
 
 @dataclass
@@ -26,7 +30,10 @@ class WorkerContext:
     settings: Settings
     redis: Redis
     registry: Registry
-    processor: EventProcessor
+    processor: EventProcessor  # one event or chunk: map, plan, deliver, settle
+    products: ProductFlush  # the product outbox's batches
+    drain: InboxDrain  # the inbox, chunk by chunk
+    dead_letters: DeadLetters
 
 
 def build(
@@ -44,19 +51,28 @@ def build(
         )
     events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
     store = EntityStore(redis, lock_ttl_seconds=settings.job_timeout_seconds)
+    dead_letters = DeadLetters(redis, settings.dlq_retention_days, settings.dlq_max)
+    endings = Endings(dead_letters)
+    inbox = Inbox(redis)
+    # The raw events of waiting product writes outlive any retry schedule (a backstop).
+    outbox = ProductOutbox(redis, int(settings.retry.horizon_seconds()) + 86400)
+    rng = random.Random()
+    products = ProductFlush(settings, store, client, outbox, events, inbox, endings, rng)
     processor = EventProcessor(
         settings,
         registry,
         client,
         events,
-        DeadLetters(redis, settings.dlq_retention_days, settings.dlq_max),
         store,
         Planner(store, VariantMemory(redis)),
-        # The raw events of waiting product writes outlive any retry schedule (a backstop).
-        ProductOutbox(redis, int(settings.retry.horizon_seconds()) + 86400),
-        Inbox(redis),
+        outbox,
+        inbox,
+        endings,
+        products,
+        rng,
     )
-    return WorkerContext(settings, redis, registry, processor)
+    drain = InboxDrain(processor, products, inbox, events, endings)
+    return WorkerContext(settings, redis, registry, processor, products, drain, dead_letters)
 
 
 _current: WorkerContext | None = None

@@ -11,7 +11,7 @@ from typing import Any
 
 from redis import Redis
 
-from relay.processes import owner_dead, owner_tag
+from relay.runtime.processes import owner_dead, owner_tag
 
 # How long the relay remembers an entity after its last change. Refunds and cancellations
 # can come months after an order; a forgotten order is announced `placed` again, which the

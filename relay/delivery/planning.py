@@ -2,11 +2,11 @@
 product writes for the batching outbox.
 
 Planning runs once per event (again on replay). Each request carries a `Guard`
-(relay/entity_rules.py) that is checked just before every send attempt; this module decides
+(relay/delivery/entity_rules.py) that is checked just before every send attempt; this module decides
 only what an event *could* send:
 - orders, checkouts, back-in-stock requests: one request each, guarded by their rule;
-- products: through the variant memory (relay/variants.py) into the product outbox
-  (relay/product_outbox.py); a variant alone is held until its product's list is complete;
+- products: through the variant memory (relay/delivery/variants.py) into the product outbox
+  (relay/delivery/product_outbox.py); a variant alone is held until its product's list is complete;
 - product deletes: through the outbox too, so a delete and an upsert of one product keep
   their order; a deleted variation updates its parent's list instead.
 """
@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay.commerce_api import ApiRequest
-from relay.entity_rules import Guard, epoch, fingerprint
-from relay.entity_state import EntityStore
+from relay.delivery.commerce_api import ApiRequest
+from relay.delivery.entity_rules import Guard, epoch, fingerprint
+from relay.delivery.entity_state import EntityStore
+from relay.delivery.product_outbox import ProductWrite, event_ref
+from relay.delivery.variants import VariantMemory
 from relay.events import RawEvent
 from relay.mapping import Record
-from relay.product_outbox import ProductWrite, event_ref
-from relay.variants import VariantMemory
 
 
 @dataclass

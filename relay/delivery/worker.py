@@ -28,12 +28,12 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
-from relay import worker_context
+from relay.delivery import context as worker_context
 from relay.event_queue import QUEUE_NAME, EventQueue, make_queue
 from relay.inbox import Inbox
-from relay.processes import HOST, local_process_dead, owner_dead, owner_tag, started_at
 from relay.redis_conn import connect
 from relay.registry import Registry
+from relay.runtime.processes import HOST, local_process_dead, owner_dead, owner_tag, started_at
 from relay.settings import Settings
 
 log = logging.getLogger("relay.worker")
@@ -129,7 +129,7 @@ class RelayWorker(SimpleWorker):
         super().run_maintenance_tasks()
         try:
             ensure_draining(self.connection)
-            worker_context.current().processor.dead_letters.trim()
+            worker_context.current().dead_letters.trim()
         except RedisError:
             log.warning("could not check the inbox and the dead letters")
 

@@ -7,7 +7,7 @@ as long as it likes, and enough of them would stop ingest. So:
 
 - each read waits at most READ_TIMEOUT_SECONDS for data;
 - the whole body must arrive within BODY_DEADLINE_SECONDS of its headers (a trickle never
-  trips the first). Ingest answers 408 `body_timeout` either way (relay/ingest.py), and the
+  trips the first). Ingest answers 408 `body_timeout` either way (relay/intake/webhooks.py), and the
   connection is closed;
 - one client address holds at most MAX_CONNECTIONS_PER_CLIENT connections at once: a slow
   sender costs its own slots, not the service. More are answered 429 at once and closed.

@@ -1,5 +1,5 @@
-"""What the web process holds: settings, the mapper registry, the Redis-backed queue and
-the count of failed webhook authentications."""
+"""What the web process holds: settings, the mapper registry, the Redis-backed queue, ingest's
+write and the count of failed webhook authentications."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from relay.auth_throttle import AuthThrottle
 from relay.event_queue import EventQueue
+from relay.intake.acceptor import Acceptor
+from relay.intake.auth_throttle import AuthThrottle
 from relay.registry import Registry
 from relay.settings import Settings
 
@@ -19,4 +20,5 @@ class WebContext:
     registry: Registry
     redis: Redis
     events: EventQueue
+    acceptor: Acceptor
     auth_throttle: AuthThrottle

@@ -10,7 +10,7 @@ from typing import Any
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from relay.logs import use_text
+from relay.runtime.logs import use_text
 from relay.settings import Settings
 
 
@@ -18,14 +18,14 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "bind": settings.bind,
         "workers": settings.web_workers,
-        # gevent (relay/gevent_worker.py): one process serves many connections. A sender
+        # gevent (relay/intake/gevent_worker.py): one process serves many connections. A sender
         # that trickles its body no longer holds a whole worker (with 2 sync workers, 2 slow
         # senders stalled ingest), and webhooks arriving together share Redis's fsync
         # instead of queueing for one each: about +50 % webhooks per second with the same
         # durability (bench/, README).
-        "worker_class": "relay.gevent_worker.RelayGeventWorker",
+        "worker_class": "relay.intake.gevent_worker.RelayGeventWorker",
         # Connections served at once per web process. A slow sender holds one for at most
-        # the body deadline, and one address at most 32 (relay/gevent_worker.py): 100 was
+        # the body deadline, and one address at most 32 (relay/intake/gevent_worker.py): 100 was
         # what one address needed to stop ingest. Each holds its body while it arrives (up
         # to RELAY_MAX_BODY_BYTES): 500 x 2 MB = 1 GB at worst, which takes 16 addresses
         # each uploading 64 MB and stalling; one address holds 64 MB at most.
@@ -43,7 +43,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Worker heartbeats in memory, not on the (possibly read-only, possibly slow) disk.
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "logconfig_dict": _log_config(settings),
-        "logger_class": "relay.web_server.QuietAccessLogger",
+        "logger_class": "relay.intake.web_server.QuietAccessLogger",
         "child_exit": _child_exit,
         "worker_exit": _worker_exit,
     }
@@ -77,14 +77,14 @@ def _child_exit(server: Any, worker: Any) -> None:
 def _log_config(settings: Settings) -> dict[str, Any]:
     """gunicorn's own lines in the relay's format (JSON, or text in a terminal)."""
     text = use_text(settings.log_format)
-    formatter = "relay.logs.TextFormatter" if text else "relay.logs.JsonFormatter"
+    formatter = "relay.runtime.logs.TextFormatter" if text else "relay.runtime.logs.JsonFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"relay": {"()": formatter}},
         "handlers": {
             "stderr": {
-                "class": "relay.logs.SafeStreamHandler",  # a failed line: one masked line
+                "class": "relay.runtime.logs.SafeStreamHandler",  # a failed line: one masked line
                 "formatter": "relay",
                 "stream": "ext://sys.stderr",
             },

@@ -19,11 +19,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from redis import RedisError
 from werkzeug.exceptions import ClientDisconnected
 
-from relay import metrics, stats
+from relay import stats
 from relay.errors import ApiError
 from relay.events import RawEvent, new_event_id
+from relay.intake.web_context import WebContext
 from relay.mapping import MAX_TOPIC_LENGTH, AuthError, BadRequest, IncomingRequest, Platform
-from relay.web_context import WebContext
+from relay.runtime import metrics
 
 bp = Blueprint("ingest", __name__)
 log = logging.getLogger("relay.ingest")
@@ -82,7 +83,7 @@ def receive(name: str, token: str | None = None):
         body = request.get_data(cache=False)  # raises 413 past a Content-Length over it
     except ClientDisconnected as exc:
         # werkzeug reports any failed read as a disconnect (400); one that ran out of time
-        # is a sender gone quiet, or too slow, mid-body (relay/gevent_worker.py's deadlines).
+        # is a sender gone quiet, or too slow, mid-body (relay/intake/gevent_worker.py's deadlines).
         if isinstance(exc.__context__, TimeoutError):
             raise ApiError(
                 408, "body_timeout", "the body did not arrive in time; nothing was accepted"
@@ -132,7 +133,7 @@ def receive(name: str, token: str | None = None):
     )
     dedup_key = intake.delivery_id or content_key(intake.topic, body, query)
     try:
-        stored = ctx.events.accept(event, dedup_key)
+        stored = ctx.acceptor.accept(event, dedup_key)
     except RedisError:
         metrics.WEBHOOKS.labels(platform.name, "rejected", "queue_unavailable").inc()
         log.error(

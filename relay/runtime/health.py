@@ -22,9 +22,9 @@ from redis import BusyLoadingError, Redis, RedisError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from relay import metrics
 from relay.errors import error_response
-from relay.web_context import WebContext
+from relay.intake.web_context import WebContext
+from relay.runtime import queue_gauges
 
 bp = Blueprint("health", __name__)
 
@@ -125,5 +125,5 @@ def prometheus():
     queue as Redis sees it (depth, oldest waiting age, retries, dead letters, last event
     per platform)."""
     ctx: WebContext = current_app.extensions["relay"]
-    body, content_type = metrics.render(ctx.redis, ctx.registry.names())
+    body, content_type = queue_gauges.render(ctx.redis, ctx.registry.names())
     return Response(body, content_type=content_type)

@@ -168,7 +168,7 @@ class SafeStreamHandler(logging.StreamHandler):
         error = sys.exc_info()[1]
         try:
             report = logging.LogRecord(
-                "relay.logs",
+                "relay.runtime.logs",
                 logging.ERROR,
                 record.pathname,
                 record.lineno,

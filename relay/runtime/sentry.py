@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.logs import mask_emails, mask_token_paths
+from relay.runtime.logs import mask_emails, mask_token_paths
 from relay.settings import Settings
 
 SECRET_HEADERS = {

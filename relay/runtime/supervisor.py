@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from relay.embedded_redis import EmbeddedRedis
+from relay.runtime.embedded_redis import EmbeddedRedis
 from relay.settings import Settings
 
 log = logging.getLogger("relay.supervisor")

@@ -15,9 +15,9 @@ import sys
 
 from flask import Flask, jsonify, request
 
-from relay.intake.web_server import RelayWebServer
 from relay.redis_conn import connect
 from relay.registry import default_registry
+from relay.runtime.web_server import RelayWebServer
 from relay.settings import Settings
 
 STORE_KEY = "bench:stored"

@@ -141,7 +141,7 @@ def web() -> None:
     """The web server alone (gunicorn)."""
     settings, _ = _load()
     _setup_process("web", settings)  # before the app (and prometheus_client) is imported
-    from relay.intake.web_server import serve
+    from relay.runtime.web_server import serve
 
     try:
         serve(_with_redis_url(settings))

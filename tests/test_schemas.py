@@ -131,7 +131,7 @@ def test_f16_a_value_nested_1000_deep_is_refused_without_recursion():
 
 
 def test_f16_the_reviews_absurd_orders_stop_at_the_worker(redis, settings, fake_api, worker):
-    from tests.test_processing import _order_base, enqueue, woo_event
+    from tests.delivery.test_processor import _order_base, enqueue, woo_event
 
     def order(order_id, **changes) -> RawEvent:
         body = {**_order_base(), "id": order_id, **changes}

@@ -15,7 +15,7 @@ from relay.redis_conn import connect
 from tests.conftest import WOO_SECRET, as_body, stored_events, woo_headers
 from tests.redis_server import free_port
 
-SAMPLE = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
+SAMPLE = Path(__file__).parents[2] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
 
 
 def post(client, payload, topic="order.created", **headers):

@@ -10,7 +10,7 @@ from pathlib import Path
 from relay.delivery.deadletters import INDEX, DeadLetters
 from tests.conftest import WorkerHarness, woo_headers
 
-ORDER = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.processing.guest.json"
+ORDER = Path(__file__).parents[2] / "mappers/woocommerce/fixtures/order.processing.guest.json"
 
 
 def unmappable_order(order_id: int) -> bytes:

@@ -17,7 +17,7 @@ from relay.intake.acceptor import Acceptor
 from relay.registry import Registry, default_registry
 from tests.conftest import API_KEY, WorkerHarness, live_client
 
-FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
+FIXTURES = Path(__file__).parents[2] / "mappers/woocommerce/fixtures"
 
 
 def woo_event(name: str, topic: str = "order.created", body: bytes | None = None) -> RawEvent:

@@ -24,7 +24,7 @@ from relay.registry import default_registry
 from relay.schemas import record_errors
 from relay.settings import ConfigError, Settings
 
-README = Path(__file__).parents[1] / "mappers/stickyio/README.md"
+README = Path(__file__).parents[2] / "mappers/stickyio/README.md"
 ORDER = {
     "order_id": "10452",
     "order_status": "1",

@@ -16,8 +16,8 @@ import sys
 import pytest
 import requests
 
-from relay.intake.web_server import _log_config
 from relay.runtime import logs
+from relay.runtime.web_server import _log_config
 from relay.settings import Settings
 from tests.conftest import wait_until
 from tests.redis_server import free_port
@@ -172,3 +172,25 @@ def test_f12_gunicorn_does_not_log_the_path_token_of_a_bad_request_line(tmp_path
     assert token not in text
     assert "/webhooks/checkoutchamp/***" in text
     assert "grace%40example.com" not in text
+
+
+SECRET_TOKEN = "tok-should-never-leave-1234567890"
+
+
+def test_json_logs_carry_event_fields_and_mask_emails():
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    logging.getLogger("relay.worker").info(
+        "dead-lettered",
+        extra={
+            "event_id": "e1",
+            "platform": "woocommerce",
+            "outcome": "x",
+            "error": "bad email ada@example.com",
+            "body": "not logged",
+        },
+    )
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["event_id"] == "e1" and line["platform"] == "woocommerce"
+    assert line["error"] == "bad email a***@example.com"
+    assert "body" not in line and line["level"] == "info"

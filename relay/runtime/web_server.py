@@ -43,7 +43,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # Worker heartbeats in memory, not on the (possibly read-only, possibly slow) disk.
         "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
         "logconfig_dict": _log_config(settings),
-        "logger_class": "relay.intake.web_server.QuietAccessLogger",
+        "logger_class": "relay.runtime.web_server.QuietAccessLogger",
         "child_exit": _child_exit,
         "worker_exit": _worker_exit,
     }

@@ -32,7 +32,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TOKEN = "browser-admin-token-5f1c9a7e2b"
-RECORD = Path(__file__).parents[1] / "bench/results/admin.png"
+RECORD = Path(__file__).parents[2] / "bench/results/admin.png"
 
 
 @pytest.fixture

@@ -1,10 +1,8 @@
-"""Logs, metrics, per-platform stats, and the Sentry scrubber on real captured events."""
+"""Prometheus counters (relay/runtime/metrics.py), the queue gauges read from Redis
+(relay/runtime/queue_gauges.py), per-platform stats, and a worker run alone serving its own."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 import os
 import socket
 import subprocess
@@ -15,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import sentry_sdk
-from sentry_sdk.transport import Transport
 
 from relay import stats
 from relay.app import create_app
@@ -24,115 +20,16 @@ from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.inbox import Inbox
 from relay.intake.acceptor import Acceptor
-from relay.registry import default_registry
-from relay.runtime import logs
-from relay.runtime import sentry as relay_sentry
 from tests.conftest import API_KEY, WOO_SECRET, as_body, wait_until, woo_headers
 from tests.redis_server import free_port
 
-FIXTURES = Path(__file__).parents[1] / "mappers" / "woocommerce" / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "mappers" / "woocommerce" / "fixtures"
 
 SECRET_TOKEN = "tok-should-never-leave-1234567890"
 
 
-class CapturingTransport(Transport):
-    """Keeps what Sentry would have sent."""
-
-    events: list[dict] = []
-
-    def capture_envelope(self, envelope):
-        for item in envelope.items:
-            if item.type == "event":
-                CapturingTransport.events.append(json.loads(item.payload.get_bytes()))
-
-
-@pytest.fixture
-def sentry(settings):
-    CapturingTransport.events = []
-    assert relay_sentry.init_sentry(
-        replace(settings, sentry_dsn="https://public@sentry.invalid/1"), "test"
-    )
-    sentry_sdk.get_client().transport = CapturingTransport(sentry_sdk.get_client().options)
-    yield CapturingTransport.events
-    sentry_sdk.get_client().close()
-    sentry_sdk.init(dsn=None)
-
-
-def test_web_error_reaches_sentry_without_personal_data_or_secrets(sentry, settings, redis):
-    app = create_app(
-        replace(settings, platform_secrets={"checkoutchamp": SECRET_TOKEN}), redis=redis
-    )
-    platform = default_registry().get("checkoutchamp")
-
-    def broken(request):
-        raise RuntimeError("could not read postback for ada.lovelace@example.com")
-
-    original = platform.describe
-    object.__setattr__(platform, "describe", broken)  # the registry is shared: restore below
-    try:
-        response = app.test_client().post(
-            f"/webhooks/checkoutchamp/{SECRET_TOKEN}?emailAddress=ada.lovelace%40example.com",
-            data=json.dumps({"emailAddress": "ada.lovelace@example.com", "orderId": 1}),
-            headers={
-                "Content-Type": "application/json",
-                "X-Relay-Token": SECRET_TOKEN,
-                "Cookie": "session=abc",
-            },
-        )
-    finally:
-        object.__setattr__(platform, "describe", original)
-    assert response.status_code == 500
-    assert response.get_json()["error"]["code"] == "internal_error"
-    sentry_sdk.flush()
-    [event] = sentry
-    text = json.dumps(event)
-    assert "RuntimeError" in text  # the report is there...
-    assert "ada.lovelace" not in text  # ...without the customer...
-    assert SECRET_TOKEN not in text  # ...or the token, in the URL or a header
-    assert "session=abc" not in text
-    assert event["request"]["data"] == "[Filtered]"
-
-
-def test_failed_job_reaches_sentry_without_the_raw_event(sentry, settings, redis):
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
-
-    from relay.event_queue import make_queue
-
-    queue = make_queue(redis)
-    queue.enqueue(
-        "relay.jobs.deliver_pending", {"id": "x", "body": "grace@example.com"}, [], 1, 0.0
-    )
-    # No worker context is installed and RELAY_REDIS_URL is unset: the job fails for real.
-    SimpleWorker([queue], connection=redis, serializer=JSONSerializer).work(burst=True)
-    sentry_sdk.flush()
-    assert sentry, "the failure was reported"
-    text = json.dumps(sentry)
-    assert "grace@example.com" not in text
-    assert "grace" not in text
-
-
-def test_json_logs_carry_event_fields_and_mask_emails():
-    stream = io.StringIO()
-    logs.configure(stream=stream)
-    logging.getLogger("relay.worker").info(
-        "dead-lettered",
-        extra={
-            "event_id": "e1",
-            "platform": "woocommerce",
-            "outcome": "x",
-            "error": "bad email ada@example.com",
-            "body": "not logged",
-        },
-    )
-    line = json.loads(stream.getvalue().strip().splitlines()[-1])
-    assert line["event_id"] == "e1" and line["platform"] == "woocommerce"
-    assert line["error"] == "bad email a***@example.com"
-    assert "body" not in line and line["level"] == "info"
-
-
 def test_metrics_count_webhooks_and_read_the_queue(client, redis):
-    from tests.test_ingest import SAMPLE
+    from tests.intake.test_webhooks import SAMPLE
 
     body = SAMPLE.read_bytes()
     client.post("/webhooks/woocommerce", data=body, headers=woo_headers(body, "order.created"))

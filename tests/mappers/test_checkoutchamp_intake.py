@@ -17,7 +17,7 @@ from relay.events import RawEvent
 from tests.conftest import WorkerHarness, stored_events
 
 TOKEN = "ckc-test-token-4f1e9b7c2d"
-FIXTURES = Path(__file__).parents[1] / "mappers/checkoutchamp/fixtures"
+FIXTURES = Path(__file__).parents[2] / "mappers/checkoutchamp/fixtures"
 NEW_SALE = (FIXTURES / "postback.new-sale.creditcard.json").read_bytes()
 QUERY = (FIXTURES / "new-sale.two-products.query").read_text().strip()
 FORM = (FIXTURES / "upsell.form").read_bytes()

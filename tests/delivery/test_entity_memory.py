@@ -16,7 +16,7 @@ from relay.events import RawEvent, new_event_id
 from relay.intake.acceptor import Acceptor
 from tests.conftest import as_body, wait_until, woo_headers
 
-FIXTURES = Path(__file__).parents[1] / "mappers/woocommerce/fixtures"
+FIXTURES = Path(__file__).parents[2] / "mappers/woocommerce/fixtures"
 
 
 def fixture(name: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tests.web_process import relay_web
 
 ORDER = json.loads(
     (
-        Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
+        Path(__file__).parents[2] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
     ).read_bytes()
 )
 

@@ -57,7 +57,7 @@ SLOW_HEAD = (
     b"Content-Type: application/json\r\nX-WC-Webhook-Topic: order.created\r\n"
     b"Content-Length: 100000\r\n\r\n{"
 )
-ORDER = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
+ORDER = Path(__file__).parents[2] / "mappers/woocommerce/fixtures/order.created.wc8.0.2.json"
 
 
 def test_f5_slow_senders_cost_their_own_connections_not_the_service(web, redis):

@@ -16,7 +16,7 @@ from tests.conftest import API_KEY, wait_until, woo_headers
 from tests.test_e2e_relay_run import RelayProcess
 
 pytestmark = pytest.mark.e2e
-ORDER = Path(__file__).parents[1] / "mappers/woocommerce/fixtures/order.processing.guest.json"
+ORDER = Path(__file__).parents[2] / "mappers/woocommerce/fixtures/order.processing.guest.json"
 ADMIN_TOKEN = "supervisor-test-admin-token-0123456789"
 
 

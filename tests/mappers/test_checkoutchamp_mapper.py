@@ -17,7 +17,7 @@ from mappers.checkoutchamp.events import IGNORED_TOPICS, TOPICS, UnknownEvent, t
 from relay.events import RawEvent
 from relay.mapping import BadRequest, IgnoreEvent, IncomingRequest, MappingError
 
-FIXTURES = Path(__file__).parents[1] / "mappers/checkoutchamp/fixtures"
+FIXTURES = Path(__file__).parents[2] / "mappers/checkoutchamp/fixtures"
 EXPECTED = ".expected.json"
 CONTENT_TYPES = {".json": "application/json", ".form": "application/x-www-form-urlencoded"}
 SALE = {

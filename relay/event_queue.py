@@ -3,8 +3,9 @@
 Ingest writes the dedup mark and the event (into the inbox, relay/inbox.py) in one atomic
 script (relay/intake/acceptor.py), so a 2xx always means the event is stored, and a stored
 mark always has its event. When two identical deliveries race, both may be stored; the mark
-names the winner and the worker drops the other (`mark_owners`). RQ carries the drain jobs,
-the scheduled retries and the product flushes.
+names the winner and the worker drops the other (`mark_owners`). The workers take events
+from the inbox themselves (relay/delivery/dispatcher.py); RQ carries the scheduled retries
+(which hand their requests back through the inbox) and the product flushes.
 
 Jobs carry JSON (not pickles), so queued work survives an upgrade of the relay's code.
 """
@@ -23,13 +24,13 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from relay import inbox
-from relay.events import RawEvent, new_event_id
+from relay.events import RawEvent
 
 log = logging.getLogger("relay.ingest")
 QUEUE_NAME = "relay"
 DELIVER_PENDING = "relay.jobs.deliver_pending"
 FLUSH_PRODUCTS = "relay.jobs.flush_products"
-DRAIN_INBOX = "relay.jobs.drain_inbox"
+DRAIN_INBOX = "relay.jobs.drain_inbox"  # queued only by older relays
 # A worker killed mid-job (SIGKILL, OOM) leaves its job "started"; RQ's maintenance notices
 # and re-runs it this many times. Failures the relay understands never get here: they are
 # retried on the relay's own schedule or dead-lettered.
@@ -76,24 +77,22 @@ class EventQueue:
 
     def requeue(self, event: RawEvent, pipe: Any) -> None:
         """Put a raw event back in the inbox, to be mapped again (replay), in the caller's
-        transaction; the caller queues a drain job once it is committed. No dedup mark:
+        transaction; a waiting worker takes it once it is committed. No dedup mark:
         the event is wanted again."""
         inbox.push(pipe, inbox.Entry(event.to_dict(), None))
 
-    def enqueue_drain(self) -> None:
-        """A job that handles the inbox chunk by chunk (relay/inbox.py)."""
-        drain_id = new_event_id()
-        self.queue.enqueue_call(
-            DRAIN_INBOX,
-            args=(drain_id,),
-            job_id=f"drain-{drain_id}",
-            description=f"drain inbox {drain_id}",
-            timeout=self.job_timeout,
-            result_ttl=0,
-            failure_ttl=FAILED_JOB_TTL_SECONDS,
-            ttl=None,
-            retry=ABANDONED_JOB_RETRIES,
-        )
+    def requeue_retry(
+        self,
+        event: dict[str, Any],
+        pending: list[dict[str, Any]],
+        attempt: int,
+        first_attempt_at: float,
+    ) -> None:
+        """A retry whose time has come goes back through the inbox, so that the workers'
+        dispatchers send it like any event (one entity at a time, many in flight). Its
+        requests are not planned again; the entity rules decide them again."""
+        retry = {"pending": pending, "attempt": attempt, "first_attempt_at": first_attempt_at}
+        self.redis.lpush(inbox.INBOX, inbox.Entry(event, None, retry).to_json())
 
     def schedule_delivery(
         self,

@@ -17,12 +17,16 @@ WEB_SOCKET_TIMEOUT = 1.0
 
 
 def connect(
-    url: str, socket_timeout: float | None = SOCKET_TIMEOUT, retry_timeouts: bool = True
+    url: str,
+    socket_timeout: float | None = SOCKET_TIMEOUT,
+    retry_timeouts: bool = True,
+    max_connections: int | None = None,
 ) -> Redis:
     """A client whose commands are retried twice within ~0.2 s on a dropped connection (a
     blip), and, with `retry_timeouts`, on a timeout too. redis-py's default backs off for
     seconds, which a waiting platform would pay. The web process retries no timeout: a
-    timed-out write may still be running in a hung Redis, and its retry would wait as long."""
+    timed-out write may still be running in a hung Redis, and its retry would wait as long.
+    `max_connections` sizes the pool for a worker's threads (redis-py refuses beyond it)."""
     errors: tuple[type[Exception], ...] = (RedisConnectionError,)
     if retry_timeouts:
         errors += (RedisTimeoutError, TimeoutError)
@@ -32,6 +36,7 @@ def connect(
         socket_connect_timeout=CONNECT_TIMEOUT,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2, supported_errors=errors),
+        **({"max_connections": max_connections} if max_connections else {}),
     )
 
 

@@ -68,6 +68,9 @@ class Settings:
     api_timeout_seconds: float = 15.0
     web_workers: int = 1
     workers: int = 1
+    # Commerce API requests each worker process keeps in flight, one per entity
+    # (relay/delivery/dispatcher.py); a rate limit lowers it for a while (AIMD).
+    delivery_concurrency: int = 16
     redis_fsync: str = "always"
     # Behind a TLS-terminating proxy: trust its X-Forwarded-For/-Proto (one hop).
     trust_proxy: bool = False
@@ -147,6 +150,9 @@ class Settings:
             api_timeout_seconds=env.number("RELAY_API_TIMEOUT_SECONDS", 15.0, minimum=0.1),
             web_workers=env.integer("RELAY_WEB_WORKERS", 1, minimum=1),
             workers=env.integer("RELAY_WORKERS", 1, minimum=1),
+            delivery_concurrency=env.integer(
+                "RELAY_DELIVERY_CONCURRENCY", 16, minimum=1, maximum=256
+            ),
             redis_fsync=env.choice("RELAY_REDIS_FSYNC", "always", ("always", "everysec", "no")),
             trust_proxy=env.choice("RELAY_TRUST_PROXY", "no", ("yes", "no")) == "yes",
             healthz_grace_seconds=env.integer("RELAY_HEALTHZ_GRACE_SECONDS", 120, minimum=1),
@@ -223,7 +229,7 @@ class _Env:
             raise ConfigError(f"{name}_FILE: {file_name!r} is empty")
         return value
 
-    def integer(self, name: str, default: int, minimum: int) -> int:
+    def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
         raw = self.text(name)
         if raw is None:
             return default
@@ -233,6 +239,8 @@ class _Env:
             raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
         if value < minimum:
             raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
         return value
 
     def number(self, name: str, default: float, minimum: float) -> float:

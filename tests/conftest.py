@@ -7,6 +7,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,10 +24,12 @@ from rq.serializers import JSONSerializer
 from relay.app import create_app
 from relay.delivery import context as worker_context
 from relay.delivery.commerce_api import CommerceClient
+from relay.delivery.leases import lease_key
 from relay.event_queue import make_queue
 from relay.events import RawEvent
 from relay.inbox import INBOX, Entry
 from relay.registry import default_registry
+from relay.runtime.processes import HOST
 from relay.settings import RetryPolicy, Settings
 from tests.fakeapi import FakeCommerceApi
 from tests.redis_server import RedisServer
@@ -131,21 +135,33 @@ def as_body(payload: Any) -> bytes:
 
 
 class WorkerHarness:
-    """Runs the real worker code in-process (RQ SimpleWorker, burst mode)."""
+    """Runs the real worker code in-process: the dispatcher over the inbox (burst mode) and
+    RQ's SimpleWorker over the jobs due now, until neither has anything left."""
 
     def __init__(self, settings: Settings, redis: Redis, client=None):
         self.settings = settings
         self.redis = redis
         registry = default_registry()
-        self.context = worker_context.build(settings, redis, registry, client=client)
+        self.owner = f"test-{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.context = worker_context.build(
+            settings, redis, registry, client=client, owner=self.owner
+        )
         self.queue = make_queue(redis)
 
-    def run(self) -> None:
+    def run(self, rounds: int = 20) -> None:
         """Process everything queued now (not what is scheduled for later)."""
         worker_context.install(self.context)
+        # The lease a real worker renews from a thread; a test's run is short.
+        self.redis.set(lease_key(self.owner), "1", px=600_000)
         try:
-            worker = SimpleWorker([self.queue], connection=self.redis, serializer=JSONSerializer)
-            worker.work(burst=True, logging_level="WARNING")
+            for _ in range(rounds):
+                taken = self.context.dispatcher.run(burst=True)
+                worker = SimpleWorker(
+                    [self.queue], connection=self.redis, serializer=JSONSerializer
+                )
+                worked = worker.work(burst=True, logging_level="WARNING")
+                if not taken and not worked:
+                    return
         finally:
             worker_context.install(None)
 

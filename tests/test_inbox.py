@@ -1,4 +1,5 @@
-"""The inbox between ingest and the workers: chunks, leftovers of killed drains, wake-ups."""
+"""The inbox between ingest and the workers: taking, waiting, finishing, giving back, and
+taking over what dead workers held."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from relay.delivery.worker import recover_inbox
 from relay.event_queue import EventQueue, dedup_mark_key, make_queue
 from relay.events import RawEvent, new_event_id
-from relay.inbox import INBOX, WAKE, Inbox
+from relay.inbox import DRAINS, OWNERS, SUSPECT_AFTER, Inbox, tries_key
 from relay.intake.acceptor import Acceptor
 from tests.conftest import stored_events
 
@@ -25,48 +26,76 @@ def accept(redis, n: int) -> list[RawEvent]:
     return events
 
 
-def drain_jobs(redis) -> list[str]:
-    return [j for j in make_queue(redis).get_job_ids() if j.startswith("drain-")]
+def ids(entries) -> list[str]:
+    return [e.event["id"] for e in entries]
 
 
-def test_one_drain_job_for_a_burst_and_oldest_first(redis):
+def test_a_worker_takes_the_oldest_first_into_its_own_list(redis):
     events = accept(redis, 120)
-    assert len(drain_jobs(redis)) == 1  # the wake flag: not one job per webhook
+    assert make_queue(redis).get_job_ids() == []  # no job per webhook: workers take the inbox
     inbox = Inbox(redis)
-    first = inbox.take("d1")
-    assert [e.event["id"] for e in first] == [e.id for e in events[:50]]
-    assert inbox.depth() == 70
+    first = inbox.take("w1")
+    assert ids(first) == [e.id for e in events[:50]]
+    assert inbox.depth() == 70 and inbox.owners() == ["w1"]
+    assert ids(inbox.inflight("w1")) == ids(first)
+    assert inbox.waiting() == 120  # what a worker holds still counts as waiting
 
 
-def test_a_killed_drain_finds_its_leftovers(redis):
-    events = accept(redis, 10)
+def test_an_idle_worker_waits_for_the_next_event(redis):
     inbox = Inbox(redis)
-    taken = inbox.take("d1", 4)
-    # The worker dies here. The re-run of the same job (same drain id) sees them first.
-    assert [e.event["id"] for e in inbox.inflight("d1")] == [e.event["id"] for e in taken]
-    assert [e.event["id"] for e in taken] == [e.id for e in events[:4]]
+    assert inbox.wait("w1", 0.05) is None
+    [event] = accept(redis, 1)
+    entry = inbox.wait("w1", 1.0)
+    assert entry is not None and entry.event["id"] == event.id
+    assert ids(inbox.inflight("w1")) == [event.id] and inbox.owners() == ["w1"]
 
 
-def test_leftovers_of_a_failed_drain_go_back_first_in_line(redis):
+def test_a_finished_event_leaves_the_list_with_its_tries(redis):
+    accept(redis, 2)
+    inbox = Inbox(redis)
+    one, two = inbox.take("w1")
+    redis.set(tries_key(one.event_id), 1)
+    pipe = redis.pipeline()
+    inbox.finish(pipe, "w1", one)
+    pipe.execute()
+    assert ids(inbox.inflight("w1")) == [two.event["id"]]
+    assert redis.get(tries_key(one.event_id)) is None
+
+
+def test_a_clean_stop_gives_back_in_order_without_a_try(redis):
     events = accept(redis, 6)
     inbox = Inbox(redis)
-    inbox.take("gone", 3)  # no RQ job "drain-gone" exists: it failed for good
-    redis.delete(WAKE)
-    for job_id in drain_jobs(redis):
-        make_queue(redis).remove(job_id)
-    assert recover_inbox(redis) == 3
+    inbox.take("w1", 3)
+    assert inbox.give_back("w1") == 3
     assert [e.id for e in stored_events(redis)] == [e.id for e in events]  # order kept
-    assert len(drain_jobs(redis)) == 1  # and a drain job is on its way
+    assert redis.keys("relay:inbox:tries:*") == [] and inbox.owners() == []
 
 
-def test_a_wake_flag_that_expired_with_its_job_is_renewed(redis):
-    accept(redis, 2)
-    for job_id in drain_jobs(redis):
-        make_queue(redis).remove(job_id)
-    redis.delete(WAKE)  # as if it expired
-    recover_inbox(redis)
-    assert len(drain_jobs(redis)) == 1
-    assert redis.llen(INBOX) == 2
+def test_a_dead_workers_events_count_a_try_and_twice_makes_a_suspect(redis):
+    events = accept(redis, 4)
+    inbox = Inbox(redis)
+    inbox.take("dead-1", 2)
+    assert inbox.take_over("dead-1") == 2
+    # Back at the front, oldest first, one try each.
+    assert [e.id for e in stored_events(redis)] == [e.id for e in events]
+    assert [inbox.tries(e) for e in inbox.take("dead-2", 2)] == [1, 1]
+    assert inbox.take_over("dead-2") == 2  # a second worker died holding them
+    assert inbox.suspects() == 2 and inbox.depth() == 2
+    suspect = inbox.take_suspect("w3")
+    assert suspect is not None and suspect.event["id"] == events[0].id
+    assert inbox.tries(suspect) == SUSPECT_AFTER
+    assert inbox.owners() == ["w3"]
+
+
+def test_an_older_relays_drain_list_goes_back_first_in_line(redis):
+    events = accept(redis, 6)
+    inbox = Inbox(redis)
+    inbox.take("gone", 3)  # as an older relay's drain job "drain-gone" left it
+    redis.srem(OWNERS, "gone")
+    redis.sadd(DRAINS, "gone")
+    assert recover_inbox(redis) == 3  # no RQ job "drain-gone" exists: it failed for good
+    assert [e.id for e in stored_events(redis)] == [e.id for e in events]  # order kept
+    assert inbox.in_flight() == 0
 
 
 def test_webhooks_stored_together_keep_their_own_answers(redis):
@@ -86,8 +115,7 @@ def test_webhooks_stored_together_keep_their_own_answers(redis):
             acceptor.accept_write(twin, "key-1"),  # the same delivery twice in one batch
         ]
     )
-    assert [first for first, _ in results] == [1, 1, 0]
-    assert [wake for _, wake in results] == [1, 0, 0]  # one drain job for the batch
+    assert results == [1, 1, 0]
     # Both twins are stored; the mark names the first, and the worker drops the other.
     assert [e.id for e in stored_events(redis)] == [one.id, two.id, twin.id]
     assert queue.mark_owners([dedup_mark_key("woocommerce", "key-1")]) == [one.id]

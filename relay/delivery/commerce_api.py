@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 USER_AGENT = "commerce-relay/0.1 (+self-hosted)"
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
@@ -148,12 +149,17 @@ def _api_error_summary(body: str) -> str:
 
 
 class CommerceClient:
-    """A real client: one keep-alive session per worker process."""
+    """A real client: one keep-alive session per worker process, whose connection pool
+    holds a connection for each request the dispatcher keeps in flight (threads share it:
+    urllib3's pool is thread-safe, and the session keeps no cookies here)."""
 
-    def __init__(self, base_url: str, api_key: str, timeout: float = 15.0):
+    def __init__(self, base_url: str, api_key: str, timeout: float = 15.0, pool_size: int = 1):
         self.base_url = base_url.rstrip("/")
         self.timeout = (min(5.0, timeout), timeout)  # (connect, read)
         self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), pool_block=True)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",

@@ -260,21 +260,15 @@ def replay(events: EventQueue, letters: Iterable[DeadLetter]) -> int:
     """Put each dead letter's raw event back on the queue (it will be mapped again with
     today's code) and remove the entry, atomically per letter. Returns how many."""
     store = DeadLetters(events.redis)
-    count = sum(_requeue(events, store, letter) for letter in letters)
-    if count:
-        events.enqueue_drain()
-    return count
+    return sum(_requeue(events, store, letter) for letter in letters)
 
 
 def replay_all(events: EventQueue, platform: str | None = None) -> int:
     """Replay every dead letter (of `platform`), a page at a time. Returns how many."""
     store = DeadLetters(events.redis)
-    count = sum(
+    return sum(
         _requeue(events, store, letter) for page in store.pages(platform) for letter in page
     )
-    if count:
-        events.enqueue_drain()
-    return count
 
 
 def _requeue(events: EventQueue, store: DeadLetters, letter: DeadLetter) -> bool:

@@ -1,18 +1,19 @@
-"""What a worker does with stored events: map, validate, plan, deliver, retry or give up.
+"""What a worker does with stored events: map, validate, plan; and what it makes of answers.
 
-    events --mapper--> records --schemas--> valid records --planner--> guarded requests
-           --rules + client (relay/delivery/batch.py)--> delivered | skipped | retry | dead
-           product writes --> outbox --> batches of 100 (relay/delivery/product_flush.py)
+    entry --mapper--> records --schemas--> valid records --planner--> requests, product writes
+          requests --grouped by entity lock--> tasks (relay/delivery/task.py), run by the
+          dispatcher (relay/delivery/dispatcher.py); product writes --> outbox --> batches of
+          100 (relay/delivery/product_flush.py)
 
 Every way out is recorded (relay/delivery/endings.py): a mapping bug or an invalid record is
 a dead letter (replayable after the fix), a transient API failure is a retry on the schedule
 (in Redis, so restarts keep it), a permanent one or the last attempt is a dead letter with
-the API's answer.
+the API's answer. A rate limit is none of these: the dispatcher's gate pauses and the task
+goes again (relay/delivery/api_gate.py).
 
 Each event has its own exception boundary, from mapping to the last send: an unexpected
-exception dead-letters that event as `processing_error` and its chunk goes on. Only what no
-single event caused stops a chunk: Redis failing (`RedisError`) and RQ's job timeout (the
-drain, relay/delivery/drain.py, then fails and its re-run tries the events one at a time).
+exception dead-letters that event as `processing_error` and the others go on. Only what no
+single event caused stops the dispatcher: Redis failing (`RedisError`).
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from relay.delivery.batch import DeliveryBatch, Item, Result
-from relay.delivery.commerce_api import ApiRequest, Client, Outcome
+from relay.delivery.commerce_api import ApiRequest, Outcome
 from relay.delivery.endings import Endings, log_fields, retry_delay
-from relay.delivery.entity_state import EntityStore, LockTimeout
+from relay.delivery.entity_state import LockTimeout
 from relay.delivery.failures import describe, not_ours
 from relay.delivery.planning import Plan, Planner
-from relay.delivery.product_flush import ProductFlush
 from relay.delivery.product_outbox import ProductOutbox, ProductWrite
+from relay.delivery.task import Task, TaskResult, lock_of
 from relay.event_queue import EventQueue
 from relay.events import RawEvent
 from relay.inbox import Entry, Inbox
@@ -42,62 +44,94 @@ from relay.settings import Settings
 log = logging.getLogger("relay.worker")
 
 
+@dataclass
+class Dead:
+    reason: str
+    error: str
+    pending: list[dict[str, Any]]
+    response: dict[str, Any] | None
+    attempts: int
+    first_attempt_at: float | None
+
+
+@dataclass
+class Prepared:
+    """An inbox entry made ready: done already (`outcome`), or tasks to run."""
+
+    entry: Entry
+    event: RawEvent
+    tasks: list[Task] = field(default_factory=list)
+    outcome: str = ""  # set when nothing is left to send
+    deferred: bool = False  # put back in the inbox (another worker holds a product)
+    # What became of the tasks so far (the dispatcher settles them one by one).
+    retrying: bool = False
+    dead: list[Dead] = field(default_factory=list)
+
+
+def tasks_of(
+    event: RawEvent, requests: Sequence[ApiRequest], attempt: int, first_attempt_at: float
+) -> list[Task]:
+    """The requests of one event, grouped by the lock they need, each group in order."""
+    by_lock: dict[str, list[ApiRequest]] = {}
+    for request in requests:
+        by_lock.setdefault(lock_of(request), []).append(request)
+    return [Task(event, group, lock, attempt, first_attempt_at) for lock, group in by_lock.items()]
+
+
 class EventProcessor:
     def __init__(
         self,
         settings: Settings,
         registry: Registry,
-        client: Client,
         events: EventQueue,
-        store: EntityStore,
         planner: Planner,
         outbox: ProductOutbox,
         inbox: Inbox,
         endings: Endings,
-        products: ProductFlush,
         rng: random.Random | None = None,
     ):
         self.settings = settings
         self.registry = registry
-        self.client = client
         self.events = events
-        self.store = store
         self.planner = planner
         self.outbox = outbox
         self.inbox = inbox
         self.endings = endings
-        self.products = products
         self.rng = rng or random.Random()
-        self.batch = DeliveryBatch(store, client, self._delivered)
 
-    def process(self, event: RawEvent, dedup_mark: str | None = None) -> str:
-        """One event (tests, and jobs queued by an older relay)."""
-        outcome = self.process_chunk([Entry(event.to_dict(), dedup_mark)])[0]
-        self.products.schedule_flush()
-        return outcome
+    # --- entries into tasks -----------------------------------------------------------------
 
-    def process_chunk(self, entries: Sequence[Entry]) -> list[str]:
+    def prepare(self, entries: Sequence[Entry]) -> list[Prepared]:
         events = [RawEvent.from_dict(entry.event) for entry in entries]
         owners = self.events.mark_owners([entry.mark for entry in entries])
-        outcomes: dict[str, str] = {}
-        items: list[Item] = []
+        prepared: list[Prepared] = []
         writes: list[ProductWrite] = []
         raw_events: dict[str, RawEvent] = {}
         now = time.time()
         for entry, event, owner in zip(entries, events, owners, strict=True):
+            one = Prepared(entry, event)
+            prepared.append(one)
+            if entry.retry is not None:  # a scheduled retry: its requests, as they were
+                retry = entry.retry
+                pending = [ApiRequest.from_dict(r) for r in retry.get("pending") or []]
+                one.tasks = tasks_of(
+                    event, pending, int(retry.get("attempt", 1)), retry.get("first_attempt_at", now)
+                )
+                continue
             if owner is not None and owner != event.id:  # lost a race with its twin
-                outcomes[event.id] = self.endings.done(event, "duplicate")
+                one.outcome = self.endings.done(event, "duplicate")
                 continue
             try:
-                plan = self._plan(event, outcomes)
+                plan = self._plan(event, one)
             except LockTimeout as exc:  # another worker holds a product: not this event's fault
                 self.inbox.defer(entry)
-                outcomes[event.id] = self.endings.done(event, "deferred", reason=f"{exc} is busy")
+                one.deferred = True
+                one.outcome = self.endings.done(event, "deferred", reason=f"{exc} is busy")
                 continue
             except Exception as exc:
                 if not_ours(exc):
                     raise
-                outcomes[event.id] = self.endings.dead(event, "processing_error", describe(exc))
+                one.outcome = self.endings.dead(event, "processing_error", describe(exc))
                 continue
             if plan is None:
                 continue
@@ -105,40 +139,38 @@ class EventProcessor:
                 writes.extend(plan.products)
                 raw_events[event.id] = event
             if plan.requests:
-                items.append(Item(event, plan.requests, 1, now))
+                one.tasks = tasks_of(event, plan.requests, 1, now)
             else:
-                outcomes[event.id] = self.endings.done(
+                one.outcome = self.endings.done(
                     event,
                     "products_queued"
                     if plan.products
                     else ("held" if plan.held else "nothing_to_send"),
                 )
         if writes:
-            self.outbox.put_many(writes, list(raw_events.values()))  # the caller flushes
-        if items:
-            outcomes.update(self._deliver(items))
-        return [outcomes.get(event.id, "") for event in events]
+            self.outbox.put_many(writes, list(raw_events.values()))  # the dispatcher flushes
+        return prepared
 
-    def _plan(self, event: RawEvent, outcomes: dict[str, str]) -> Plan | None:
+    def _plan(self, event: RawEvent, one: Prepared) -> Plan | None:
         platform = self.registry.get(event.platform)
         if platform is None:
-            outcomes[event.id] = self.endings.dead(
+            one.outcome = self.endings.dead(
                 event, "unknown_platform", f"no mapper for {event.platform!r}"
             )
             return None
         try:
             records = platform.map_event(event, self.settings.options_for(event.platform))
         except IgnoreEvent as exc:
-            outcomes[event.id] = self.endings.done(event, "ignored", reason=exc.reason)
+            one.outcome = self.endings.done(event, "ignored", reason=exc.reason)
             return None
         except Exception as exc:  # a mapper bug must cost a dead letter, not the event
             if not_ours(exc):
                 raise
-            outcomes[event.id] = self.endings.dead(event, "mapping_error", describe(exc, frames=3))
+            one.outcome = self.endings.dead(event, "mapping_error", describe(exc, frames=3))
             return None
         invalid = {i: errs for i, record in enumerate(records) if (errs := record_errors(record))}
         if invalid:
-            outcomes[event.id] = self.endings.dead(
+            one.outcome = self.endings.dead(
                 event, "invalid_record", f"records failed validation: {invalid}", records=records
             )
             return None
@@ -147,31 +179,9 @@ class EventProcessor:
             log.info("held", extra=log_fields(event, reason=note))
         return plan
 
-    def deliver(
-        self,
-        event: RawEvent,
-        pending: Sequence[ApiRequest],
-        attempt: int,
-        first_attempt_at: float,
-    ) -> str:
-        """A scheduled retry of one event's remaining requests."""
-        return self._deliver([Item(event, list(pending), attempt, first_attempt_at)])[event.id]
+    # --- answers ------------------------------------------------------------------------------
 
-    def _deliver(self, items: list[Item]) -> dict[str, str]:
-        outcomes = {}
-        for result in self.batch.run(items):
-            event = result.item.event
-            try:
-                outcomes[event.id] = self._settle(result)
-            except Exception as exc:
-                if not_ours(exc):
-                    raise
-                outcomes[event.id] = self.endings.dead(
-                    event, "processing_error", describe(exc), attempts=result.item.attempt
-                )
-        return outcomes
-
-    def _delivered(
+    def delivered(
         self, event: RawEvent, request: ApiRequest, outcome: Outcome, attempt: int
     ) -> None:
         metrics.DELIVERIES.labels(metrics.endpoint(request.path), "delivered").inc()
@@ -186,55 +196,91 @@ class EventProcessor:
             ),
         )
 
-    def _settle(self, result: Result) -> str:
-        item, event = result.item, result.item.event
+    def settle(self, one: Prepared, result: TaskResult) -> None:
+        """A task that ended (not one that waits for its lock or for the gate): a retry on
+        the schedule, or what its dead letter will say."""
+        task = result.task
         if result.delivered:
-            metrics.EVENT_DELAY.observe(max(time.time() - event.received_at, 0.0))
-            return self.endings.done(event, "delivered")
+            return
         remaining = [r.to_dict() for r in result.remaining]
-        if result.error is not None:  # an exception while deciding or sending this event
-            return self.endings.dead(
-                event,
-                "processing_error",
-                result.error,
-                pending=remaining,
-                attempts=item.attempt,
-                first_attempt_at=item.first_attempt_at,
+        if result.error is not None:  # an exception while deciding or sending this task
+            one.dead.append(
+                Dead(
+                    "processing_error",
+                    result.error,
+                    remaining,
+                    None,
+                    task.attempt,
+                    task.first_attempt_at,
+                )
             )
-        path = metrics.endpoint(result.remaining[0].path)
+            return
         outcome = result.outcome
-        if outcome is None:  # decided again shortly: not a failed attempt
-            delay = result.retry_after or 1.0
+        assert outcome is not None
+        path = metrics.endpoint(result.remaining[0].path)
+        if outcome.transient and task.attempt < self.settings.retry.max_attempts:
+            delay = retry_delay(self.settings.retry, task.attempt, outcome.retry_after, self.rng)
             self.events.schedule_delivery(
-                event, remaining, item.attempt, item.first_attempt_at, delay
+                task.event, remaining, task.attempt + 1, task.first_attempt_at, delay
             )
-            return "rechecking"
-        if outcome.transient and item.attempt < self.settings.retry.max_attempts:
-            delay = retry_delay(self.settings.retry, item.attempt, outcome.retry_after, self.rng)
-            self.events.schedule_delivery(
-                event, remaining, item.attempt + 1, item.first_attempt_at, delay
-            )
+            one.retrying = True
             metrics.DELIVERIES.labels(path, "retry").inc()
             log.warning(
                 "retry scheduled",
                 extra=log_fields(
-                    event,
+                    task.event,
                     request=result.remaining[0],
                     status=outcome.status,
                     error=outcome.error,
-                    attempt=item.attempt,
+                    attempt=task.attempt,
                     retry_in=round(delay, 1),
                 ),
             )
-            return "retrying"
+            return
         reason = "retries_exhausted" if outcome.transient else "permanent_error"
         metrics.DELIVERIES.labels(path, "dead_letter").inc()
-        return self.endings.dead(
-            event,
-            reason,
-            outcome.error,
-            pending=remaining,
-            response=outcome.to_dict(),
-            attempts=item.attempt,
-            first_attempt_at=item.first_attempt_at,
+        one.dead.append(
+            Dead(
+                reason,
+                outcome.error,
+                remaining,
+                outcome.to_dict(),
+                task.attempt,
+                task.first_attempt_at,
+            )
         )
+
+    def postpone(self, one: Prepared, task: Task, delay: float) -> None:
+        """The API paused sending for longer than a worker holds a task in memory: the task
+        goes on the schedule, due when the pause ends. Not a failed attempt: its number
+        stays."""
+        self.events.schedule_delivery(
+            task.event,
+            [r.to_dict() for r in task.requests],
+            task.attempt,
+            task.first_attempt_at,
+            delay,
+        )
+        one.retrying = True
+        metrics.DELIVERIES.labels(metrics.endpoint(task.requests[0].path), "paused").inc()
+
+    def finish(self, one: Prepared) -> str:
+        """Every task of the event has ended: its outcome, and one dead letter for whatever
+        failed (the pending requests of all its failed tasks)."""
+        event = one.event
+        if one.dead:
+            first = one.dead[0]
+            error = first.error if len(one.dead) == 1 else "; ".join(d.error for d in one.dead)
+            return self.endings.dead(
+                event,
+                first.reason,
+                error,
+                pending=[p for d in one.dead for p in d.pending],
+                response=first.response,
+                attempts=first.attempts,
+                first_attempt_at=first.first_attempt_at,
+            )
+        if one.retrying:
+            return "retrying"
+        metrics.EVENT_DELAY.observe(max(time.time() - event.received_at, 0.0))
+        return self.endings.done(event, "delivered")

@@ -24,8 +24,6 @@ from relay.delivery.entity_state import EntityStore, LockTimeout
 from relay.delivery.failures import describe, not_ours
 from relay.delivery.product_outbox import BATCH_SIZE, ProductOutbox, ProductWrite
 from relay.event_queue import EventQueue
-from relay.events import new_event_id
-from relay.inbox import Inbox
 from relay.runtime import metrics
 from relay.settings import Settings
 
@@ -40,7 +38,6 @@ class ProductFlush:
         client: Client,
         outbox: ProductOutbox,
         events: EventQueue,
-        inbox: Inbox,
         endings: Endings,
         rng: random.Random,
     ):
@@ -49,24 +46,8 @@ class ProductFlush:
         self.client = client
         self.outbox = outbox
         self.events = events
-        self.inbox = inbox
         self.endings = endings
         self.rng = rng
-
-    def schedule_flush(self, inline: bool = False) -> None:
-        """Flush now when due (inline in a drain job, else as a job at the queue's front);
-        otherwise make sure a flush comes within about a second."""
-        # Inline, only the inbox counts: RQ jobs behind a drain carry no product writes.
-        waiting = self.inbox.depth() + (0 if inline else self.events.depth())
-        if self.outbox.flush_due(queued_jobs=waiting):
-            if inline:
-                self.flush_products(new_event_id())
-            elif self.outbox.claim_flush():
-                self.events.enqueue_flush(new_event_id(), at_front=True)
-        elif self.outbox.waiting() and self.outbox.claim_safety_flush():
-            # Nothing else guarantees a flush if no more events come: the oldest write
-            # waits about a second at most (the scheduler looks every second).
-            self.events.enqueue_flush(new_event_id(), delay_seconds=1.0)
 
     def flush_products(
         self, batch_id: str, attempt: int = 1, first_attempt_at: float | None = None

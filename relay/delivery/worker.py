@@ -1,14 +1,19 @@
-"""`relay worker`: an RQ worker that runs jobs in-process, with the retry scheduler.
+"""`relay worker`: the dispatcher that delivers the inbox, and an RQ worker beside it for
+the scheduled jobs (retries, product flushes), with RQ's retry scheduler.
+
+    relay worker
+      ├─ lease thread        renews relay:lease:<owner> (relay/delivery/leases.py)
+      ├─ dispatcher threads  the inbox, many requests in flight (relay/delivery/dispatcher.py)
+      └─ main thread         RQ SimpleWorker: retry jobs, product flushes; RQ's scheduler
 
 SimpleWorker, not RQ's default forking Worker: forking per job added about 6 ms to every
-webhook's end-to-end time here (p50 9 -> 15.5 ms at 50 webhooks/s; README, Performance) and
-throws away the keep-alive HTTP session to the Commerce API, a new TLS handshake per job.
-Scale with more worker processes.
+webhook's end-to-end time here and throws away the keep-alive HTTP session to the Commerce
+API. Scale with more worker processes, on any hosts: they share the inbox.
 
-Two things RQ leaves slow or fragile, handled here:
+Things RQ leaves slow or fragile, handled here:
 - A worker killed mid-job (SIGKILL, OOM) leaves its job "started". RQ notices only after
-  the job's timeout plus a minute. A starting worker re-queues at once the jobs of workers
-  on this host whose process is gone (RQ's own retry path, so the attempt counts).
+  the job's timeout plus a minute. Every maintenance pass hands the started jobs of workers
+  whose lease expired (on any host) to RQ's retry path at once.
 - Redis going away makes RQ's loop raise. The worker then waits for Redis to come back and
   exits with EX_TEMPFAIL, and `relay run` starts a fresh one (not counted as a crash).
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+import threading
 import time
 
 from redis import Redis, RedisError
@@ -29,11 +35,12 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from relay.delivery import context as worker_context
-from relay.event_queue import QUEUE_NAME, EventQueue, make_queue
+from relay.delivery.leases import Lease, alive
+from relay.event_queue import QUEUE_NAME, make_queue
 from relay.inbox import Inbox
 from relay.redis_conn import connect
 from relay.registry import Registry
-from relay.runtime.processes import HOST, local_process_dead, owner_dead, owner_tag, started_at
+from relay.runtime.processes import HOST, local_process_dead, owner_tag, started_at
 from relay.settings import Settings
 
 log = logging.getLogger("relay.worker")
@@ -48,11 +55,11 @@ def worker_name() -> str:
     return f"relay:{owner_tag()}"
 
 
-def _gone(name: str) -> bool:
-    """Is the worker of this name dead? Our worker names carry the host and process id."""
+def _gone(redis: Redis, name: str) -> bool:
+    """Is the worker of this name dead? Our worker names carry their lease's owner."""
     if not name.startswith("relay:"):
         return False
-    return owner_dead(name.removeprefix("relay:"))
+    return not alive(redis, name.removeprefix("relay:"))
 
 
 def recover_intermediate_jobs(redis: Redis, settle_seconds: float = 1.0) -> int:
@@ -89,11 +96,14 @@ def recover_intermediate_jobs(redis: Redis, settle_seconds: float = 1.0) -> int:
 
 
 def recover_inbox(redis: Redis) -> int:
-    """Events a drain job took but will never finish (it failed for good, or its job is
-    gone) go back to the inbox; and a waiting inbox gets a drain job."""
+    """What older relays' drain jobs took and will never finish (the job failed for good, or
+    is gone) goes back to the inbox. (Dead workers' lists are the dispatcher's to take over:
+    relay/delivery/dispatcher.py.)"""
     inbox = Inbox(redis)
     moved = 0
     for drain_id in inbox.orphaned_inflight():
+        if drain_id in inbox.owners():
+            continue  # a worker's list: its lease says whether it is alive
         try:
             status = Job.fetch(
                 f"drain-{drain_id}", connection=redis, serializer=JSONSerializer
@@ -109,29 +119,21 @@ def recover_inbox(redis: Redis) -> int:
         ):
             moved += inbox.give_back(drain_id)
     if moved:
-        log.warning("gave %d event(s) of a failed drain back to the inbox", moved)
-    ensure_draining(redis)
+        log.warning("gave %d event(s) of an older relay's drain back to the inbox", moved)
     return moved
 
 
-def ensure_draining(redis: Redis) -> None:
-    """Queue a drain job if events wait and none is on its way (its flag expired)."""
-    inbox = Inbox(redis)
-    if inbox.depth() and inbox.wake():
-        EventQueue(redis).enqueue_drain()
-
-
 class RelayWorker(SimpleWorker):
-    """RQ's SimpleWorker, whose maintenance pass also checks that the inbox is drained, and
-    drops dead letters past their retention time even when no new one arrives."""
+    """RQ's SimpleWorker, whose maintenance pass also hands dead workers' jobs back at once
+    and drops dead letters past their retention time even when no new one arrives."""
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
         try:
-            ensure_draining(self.connection)
+            recover_abandoned_jobs(self.connection)
             worker_context.current().dead_letters.trim()
         except RedisError:
-            log.warning("could not check the inbox and the dead letters")
+            log.warning("could not check for dead workers and old dead letters")
 
 
 def _scheduler_gone(host: str, pid: int, info: dict[bytes, bytes]) -> bool:
@@ -170,7 +172,8 @@ def release_dead_scheduler_lock(redis: Redis) -> bool:
 
 
 def recover_abandoned_jobs(redis: Redis) -> int:
-    """Hand the started jobs of dead local workers to RQ's abandoned-job handling now."""
+    """Hand the started jobs of dead workers (on any host: their lease expired) to RQ's
+    abandoned-job handling now, instead of after the job's timeout and a minute."""
     queue = make_queue(redis)
     registry = StartedJobRegistry(queue=queue)
     expired = 0
@@ -180,7 +183,7 @@ def recover_abandoned_jobs(redis: Redis) -> int:
             job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
         except Exception:
             continue
-        if job.worker_name and _gone(job.worker_name):
+        if job.worker_name and _gone(redis, job.worker_name):
             redis.zadd(registry.key, {member: 0}, xx=True)  # expired: cleanup takes it
             expired += 1
     if expired:
@@ -209,29 +212,71 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
     wait_for_redis(settings.redis_url)
     # The worker's own connection blocks on BLMOVE for a while: no socket timeout on it.
     queue_redis = connect(settings.redis_url, socket_timeout=None)
-    worker_context.install(
-        worker_context.build(settings, connect(settings.redis_url, socket_timeout=5.0), registry)
+    redis = connect(
+        settings.redis_url,
+        socket_timeout=5.0,
+        max_connections=settings.delivery_concurrency * 2 + 16,
     )
+    context = worker_context.build(settings, redis, registry)
+    worker_context.install(context)
     # RQ logs each job's arguments at INFO: those are customer data. Keep RQ to warnings.
     logging.getLogger("rq").setLevel(logging.WARNING)
+    lease: Lease | None = None
+    stop = threading.Event()
+    dispatcher: threading.Thread | None = None
     try:
+        lease = Lease(redis, context.owner).start()
         recover_abandoned_jobs(queue_redis)
         recover_intermediate_jobs(queue_redis)
         recover_inbox(queue_redis)
         release_dead_scheduler_lock(queue_redis)
-        worker = RelayWorker(
-            [make_queue(queue_redis)],
-            connection=queue_redis,
-            serializer=JSONSerializer,
-            name=worker_name(),
-            maintenance_interval=MAINTENANCE_INTERVAL,
-            # An idle worker blocks on the queue for worker_ttl - 15 s between maintenance
-            # passes (where it also takes over the scheduler of a dead worker).
-            worker_ttl=MAINTENANCE_INTERVAL + 15,
-        )
+        if burst:
+            _burst(context, queue_redis)
+            return
+        dispatcher = context.dispatcher.run_in_background(stop)
         gc.freeze()  # shared with the scheduler process RQ forks: keep the pages shared
-        worker.work(with_scheduler=True, burst=burst, logging_level="WARNING")
+        _rq_worker(context, queue_redis).work(with_scheduler=True, logging_level="WARNING")
     except (RedisError, OSError) as exc:
-        log.warning("lost Redis (%s); restarting when it is back", type(exc).__name__)
-        wait_for_redis(settings.redis_url)
-        sys.exit(EX_TEMPFAIL)
+        _lost_redis(settings, exc)
+    finally:
+        stop.set()
+        if dispatcher is not None:
+            dispatcher.join(timeout=settings.api_timeout_seconds + 10)
+        if lease is not None:
+            lease.stop()
+    if isinstance(context.dispatcher.failed, RedisError | OSError):
+        _lost_redis(settings, context.dispatcher.failed)
+    if context.dispatcher.failed is not None:
+        sys.exit(1)
+
+
+def _rq_worker(context: worker_context.WorkerContext, queue_redis: Redis) -> RelayWorker:
+    return RelayWorker(
+        [make_queue(queue_redis)],
+        connection=queue_redis,
+        serializer=JSONSerializer,
+        name=f"relay:{context.owner}",
+        maintenance_interval=MAINTENANCE_INTERVAL,
+        # An idle worker blocks on the queue for worker_ttl - 15 s between maintenance
+        # passes (where it also takes over the scheduler of a dead worker).
+        worker_ttl=MAINTENANCE_INTERVAL + 15,
+    )
+
+
+def _burst(context: worker_context.WorkerContext, queue_redis: Redis) -> None:
+    """`relay worker --burst`: the inbox and the RQ jobs due now, until neither has more
+    (a retry that falls due hands its requests back through the inbox)."""
+    while True:
+        taken = context.dispatcher.run(burst=True)
+        worked = _rq_worker(context, queue_redis).work(
+            burst=True, with_scheduler=True, logging_level="WARNING"
+        )
+        if not taken and not worked:
+            return
+
+
+def _lost_redis(settings: Settings, exc: BaseException) -> None:
+    assert settings.redis_url
+    log.warning("lost Redis (%s); restarting when it is back", type(exc).__name__)
+    wait_for_redis(settings.redis_url)
+    sys.exit(EX_TEMPFAIL)

@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from redis import RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -21,27 +20,26 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from relay import inbox, stats
 from relay.event_queue import EventQueue, dedup_mark_key
 from relay.events import RawEvent
-from relay.intake.group_commit import GroupCommit
+from relay.group_commit import GroupCommit
 
 log = logging.getLogger("relay.ingest")
 
 # Ingest's whole write, atomic and in one command (a script, where a MULTI pipeline would
-# cost the client five more commands to encode and parse on every webhook): the dedup mark,
-# the platform's stats, the event in the inbox, the drain wake-up flag. Unless Redis runs it
-# after its deadline (ARGV[6], in Redis's own clock): then the webhook has been answered 503,
-# or soon will be, and nothing may be stored. Redis's time comes back either way, to keep
-# this process's estimate of the offset between the two clocks fresh.
+# cost the client more commands to encode and parse on every webhook): the dedup mark, the
+# platform's stats, the event in the inbox (where a waiting worker picks it up at once).
+# Unless Redis runs it after its deadline (ARGV[5], in Redis's own clock): then the webhook
+# has been answered 503, or soon will be, and nothing may be stored. Redis's time comes back
+# either way, to keep this process's estimate of the offset between the two clocks fresh.
 _ACCEPT = """
 local now = redis.call('time')
-if tonumber(now[1]) + tonumber(now[2]) / 1000000 > tonumber(ARGV[6]) then
-  return {-1, 0, now[1], now[2]}
+if tonumber(now[1]) + tonumber(now[2]) / 1000000 > tonumber(ARGV[5]) then
+  return {-1, now[1], now[2]}
 end
 local first = redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 redis.call('hincrby', KEYS[2], 'stored', 1)
 redis.call('hset', KEYS[2], 'last_seen', ARGV[3])
 redis.call('lpush', KEYS[3], ARGV[4])
-local wake = redis.call('set', KEYS[4], '1', 'NX', 'EX', ARGV[5])
-return {first and 1 or 0, wake and 1 or 0, now[1], now[2]}
+return {first and 1 or 0, now[1], now[2]}
 """
 # How long a webhook may wait for its write to run. Below the web process's socket timeout
 # (relay/redis_conn.py), so a write that Redis runs only after ingest gave up (503) is
@@ -60,12 +58,13 @@ def _late() -> BaseException:
 
 
 def _answer(result: Any) -> Any:
-    """(first, wake) from the accept script's answer, or the error to raise for it."""
+    """1 (stored) or 0 (a duplicate) from the accept script's answer, or the error to raise
+    for it."""
     if not isinstance(result, list):
         return result  # an error of this one write
     if int(result[0]) < 0:
         return _late()
-    return int(result[0]), int(result[1])
+    return int(result[0])
 
 
 class Acceptor:
@@ -87,26 +86,17 @@ class Acceptor:
         """
         deadline = time.monotonic() + ACCEPT_DEADLINE_SECONDS
         write = self.accept_write(event, dedup_key)
-        first, wake = self._accepts.submit(write, deadline)
-        if wake:
-            try:
-                self.events.enqueue_drain()
-            except RedisError:
-                # Stored all the same: the answer is 2xx. The wake flag expires, and the
-                # next webhook after it queues the drain job.
-                log.warning("drain job not queued", extra={"event_id": event.id})
-        return bool(first)
+        return bool(self._accepts.submit(write, deadline))
 
     def accept_write(self, event: RawEvent, dedup_key: str) -> tuple[list, list]:
         """The accept script's keys and arguments for one event, due within the deadline."""
         mark = dedup_mark_key(event.platform, dedup_key)
-        keys = [mark, stats.key(event.platform), inbox.INBOX, inbox.WAKE]
+        keys = [mark, stats.key(event.platform), inbox.INBOX]
         args = [
             event.id,
             self.dedup_window_seconds,
             repr(event.received_at),
             inbox.Entry(event.to_dict(), mark).to_json(),
-            inbox.WAKE_TTL_SECONDS,
             repr(time.time() + self._offset() + ACCEPT_DEADLINE_SECONDS),
         ]
         return keys, args
@@ -121,8 +111,8 @@ class Acceptor:
         return self._clock_offset
 
     def store_batch(self, batch: Sequence[tuple[list, list]]) -> list[Any]:
-        """The accept script for each webhook of a group commit (relay/intake/group_commit.py), in
-        one round trip: (first, wake) per write, or the error for that write."""
+        """The accept script for each webhook of a group commit (relay/group_commit.py), in
+        one round trip: 1 (stored) or 0 (duplicate) per write, or the error for that write."""
         sent = time.time()
         if len(batch) == 1:
             keys, args = batch[0]
@@ -143,7 +133,7 @@ class Acceptor:
             return
         for result in results:
             if isinstance(result, list):
-                redis_now = int(result[2]) + int(result[3]) / 1e6
+                redis_now = int(result[1]) + int(result[2]) / 1e6
                 self._clock_offset = redis_now - (sent + received) / 2
                 return
 

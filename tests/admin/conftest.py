@@ -15,6 +15,7 @@ from relay.app import create_app
 from relay.delivery.deadletters import DeadLetter, DeadLetters
 from relay.event_queue import make_queue
 from relay.events import RawEvent, new_event_id
+from relay.inbox import Inbox
 
 TOKEN = "admin-token-0123456789-abcdefghij"
 FIXTURES = Path(__file__).parents[2] / "mappers/woocommerce/fixtures"
@@ -84,7 +85,8 @@ def csrf_of(response) -> str:
 
 
 def nothing_queued(redis: Redis) -> bool:
-    return make_queue(redis).get_jobs() == []
+    """Nothing replayed: the inbox is empty, and no job waits."""
+    return Inbox(redis).depth() == 0 and make_queue(redis).get_jobs() == []
 
 
 def delivered_orders(worker, fake_api) -> list[str]:

@@ -11,7 +11,6 @@ from redis import Redis
 
 from relay.app import create_app
 from relay.delivery.deadletters import PAGE_SIZE, DeadLetters
-from relay.event_queue import make_queue
 from relay.inbox import Inbox
 from tests.admin.conftest import (
     FIXTURES,
@@ -67,7 +66,7 @@ def test_replay_with_the_csrf_token_puts_the_event_back_on_the_queue(web, redis,
     assert response.status_code == 303
     assert "notice=replayed" in response.headers["Location"]
     assert [letter.id for letter in DeadLetters(redis).list()] == [kept.id]
-    assert make_queue(redis).get_jobs()
+    assert Inbox(redis).depth() == 1  # back in the inbox, for the workers
     page = web.get(response.headers["Location"]).get_data(as_text=True)
     assert "Replayed 1 dead letter:" in page
     assert f'id="dl-{letter.id}"' not in page

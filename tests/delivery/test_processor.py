@@ -7,12 +7,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from rq.timeouts import JobTimeoutException
 
 from relay.delivery.deadletters import DeadLetters, replay
+from relay.delivery.leases import lease_key
 from relay.event_queue import EventQueue, make_queue
 from relay.events import RawEvent, new_event_id
-from relay.inbox import MAX_FAILED_DRAINS
+from relay.inbox import MAX_FAILED_DRAINS, Inbox
 from relay.intake.acceptor import Acceptor
 from relay.registry import Registry, default_registry
 from tests.conftest import API_KEY, WorkerHarness, live_client
@@ -424,33 +426,49 @@ def _timing_out_on(harness: WorkerHarness, order_id: str) -> WorkerHarness:
     return harness
 
 
-def test_f1_an_event_whose_drain_fails_three_times_is_dead_lettered(redis, settings, fake_api):
-    harness = _timing_out_on(WorkerHarness(settings, redis), "2")
+def _crashes(harness: WorkerHarness) -> None:
+    """Run the worker until the poison stops it, then let it die: its lease goes, as a
+    killed worker's does after LEASE_TTL_SECONDS."""
+    with pytest.raises(JobTimeoutException):
+        harness.run()
+    harness.redis.delete(lease_key(harness.owner))
+
+
+def test_f1_an_event_whose_worker_dies_three_times_is_dead_lettered(redis, settings, fake_api):
+    # The poison takes every worker that plans it past RQ's job timeout (a stand-in for
+    # anything that kills the process: the alarm raises wherever the worker is).
+    workers = [_timing_out_on(WorkerHarness(settings, redis), "2") for _ in range(4)]
     events = [woo_event("x", body=_order_body(n)) for n in (1, 2, 3)]
     for event in events:
         enqueue(redis, event, settings)
-    runs = 0
-    while runs < 10 and (runs == 0 or harness.release_scheduled()):
-        harness.run()  # RQ runs the failed drain again (after 5 s, 30 s... made due now)
-        runs += 1
+    _crashes(workers[0])  # took all three, died on the poison: they count one try each
+    _crashes(workers[1])  # took them over, died again: all three are now suspects
+    _crashes(workers[2])  # handles suspects alone: order 1 goes out, the poison kills it
+    workers[3].run()  # the poison's third try: a dead letter, then order 3 alone
 
     assert sorted(_orders_sent(fake_api)) == ["1", "3"]  # each once, the poison aside
     [letter] = DeadLetters(redis).list()
     assert (letter.id, letter.reason) == (events[1].id, "worker_crashed")
-    assert f"failed {MAX_FAILED_DRAINS} times" in letter.error
-    assert runs == 1 + MAX_FAILED_DRAINS  # its chunk's drain, two tries alone, then given up
+    assert f"died {MAX_FAILED_DRAINS} times" in letter.error
     assert redis.keys("relay:inflight:*") == [] and redis.keys("relay:inbox:tries:*") == []
+    assert Inbox(redis).waiting() == 0
 
 
-def test_f1_a_failed_drain_does_not_hold_up_new_webhooks(redis, settings, fake_api):
-    harness = _timing_out_on(WorkerHarness(settings, redis), "1")
+def test_f1_a_worker_that_died_holds_up_nothing(redis, settings, fake_api):
+    dying = _timing_out_on(WorkerHarness(settings, redis), "1")
     enqueue(redis, woo_event("x", body=_order_body(1)), settings)
-    harness.run()  # the drain fails; RQ will run it again in 5 s
-    assert harness.scheduled(), "the failed drain waits for its retry"
+    with pytest.raises(JobTimeoutException):
+        dying.run()  # dies holding order 1; its lease still runs (10 s in production)
 
     enqueue(redis, woo_event("x", body=_order_body(2)), settings)
-    harness.run()  # nothing made due: only what the new webhook queued runs
+    other = WorkerHarness(settings, redis)
+    other.run()  # a new webhook does not wait for the dead worker's lease
     assert _orders_sent(fake_api) == ["2"]
+
+    redis.delete(lease_key(dying.owner))  # the lease expires
+    other.run()  # its event is taken over and delivered (by a worker whose planner is fine)
+    assert _orders_sent(fake_api) == ["2", "1"]
+    assert Inbox(redis).waiting() == 0
 
 
 def test_f1_a_product_another_worker_holds_waits_its_turn_without_failing_the_chunk(

@@ -1,4 +1,5 @@
-"""Taking over what a killed worker held: its jobs, its entity locks, its scheduler lock."""
+"""Taking over what a killed worker held: its jobs, its entity locks, its scheduler lock.
+A worker is dead when its lease (relay/delivery/leases.py) is gone, on whatever host it ran."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from relay.delivery.entity_state import EntityStore, LockTimeout
+from relay.delivery.leases import Lease, lease_key
 from relay.delivery.worker import (
     recover_abandoned_jobs,
     recover_intermediate_jobs,
     release_dead_scheduler_lock,
 )
 from relay.event_queue import EventQueue, make_queue
-from relay.events import RawEvent, new_event_id
-from relay.intake.acceptor import Acceptor
+from relay.events import new_event_id
 from relay.runtime.processes import HOST
 
 
@@ -29,12 +30,10 @@ def dead_pid() -> int:
 
 
 def queued_event(redis) -> Job:
-    """A job in the queue, as ingest leaves one: the drain job for a stored event."""
-    event = RawEvent(new_event_id(), "woocommerce", "order.created", 0.0, b"{}")
-    Acceptor(EventQueue(redis)).accept(event, event.id)
-    [job_id] = [j for j in make_queue(redis).get_job_ids() if j.startswith("drain-")][-1:]
-    redis.delete("relay:inbox:wake")  # the next accept queues its own drain job
-    return Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    """A job in the queue: a product flush, as a worker queues one."""
+    batch = new_event_id()
+    EventQueue(redis).enqueue_flush(batch)
+    return Job.fetch(f"flush-{batch}-1", connection=redis, serializer=JSONSerializer)
 
 
 def take_as_started(redis, job: Job, worker_name: str) -> None:
@@ -47,9 +46,9 @@ def take_as_started(redis, job: Job, worker_name: str) -> None:
         pipe.execute()
 
 
-def test_jobs_of_a_dead_local_worker_are_retried_at_once(redis):
+def test_jobs_of_a_dead_worker_are_retried_at_once(redis):
     job = queued_event(redis)
-    take_as_started(redis, job, f"relay:{HOST}:{dead_pid()}:abc")
+    take_as_started(redis, job, "relay:another-host:7:abc")  # no lease: dead, on any host
     assert recover_abandoned_jobs(redis) == 1
     queue = make_queue(redis)
     assert redis.zcard(StartedJobRegistry(queue=queue).key) == 0
@@ -57,14 +56,18 @@ def test_jobs_of_a_dead_local_worker_are_retried_at_once(redis):
     assert job.id in ScheduledJobRegistry(queue=queue).get_job_ids()
 
 
-def test_jobs_of_live_or_remote_workers_are_left_alone(redis):
-    import os
-
+def test_jobs_of_live_workers_are_left_alone(redis):
     mine, remote = queued_event(redis), queued_event(redis)
-    take_as_started(redis, mine, f"relay:{HOST}:{os.getpid()}:abc")
+    Lease(redis, f"{HOST}:1:abc").start().stop()  # a lease that ended: that worker stopped
+    redis.set(lease_key("another-host:1:abc"), "1", px=60_000)  # alive, elsewhere
     take_as_started(redis, remote, "relay:another-host:1:abc")
-    assert recover_abandoned_jobs(redis) == 0
-    assert redis.zcard(StartedJobRegistry(queue=make_queue(redis)).key) == 2
+    live = Lease(redis, f"{HOST}:2:abc").start()
+    try:
+        take_as_started(redis, mine, f"relay:{HOST}:2:abc")
+        assert recover_abandoned_jobs(redis) == 0
+        assert redis.zcard(StartedJobRegistry(queue=make_queue(redis)).key) == 2
+    finally:
+        live.stop()
 
 
 def test_job_taken_but_never_started_goes_back_to_the_front(redis):
@@ -91,12 +94,19 @@ def test_dead_schedulers_lock_is_released_live_ones_kept(redis):
 
 
 def test_entity_lock_of_a_dead_holder_is_taken_over(redis):
-    store = EntityStore(redis, lock_ttl_seconds=60)
-    redis.set("relay:lock:order:1", f"{HOST}:{dead_pid()}:abcdef", px=60000)
+    store = EntityStore(redis, lock_ttl_seconds=60, owner="me")
+    # Its holder's lease is gone (killed, on another host): taken over at once.
+    redis.set("relay:lock:order:1", "another-host:9:1|abcdef", px=60000)
     with store.lock("order:1", wait_seconds=0.5):
-        pass
-    redis.set("relay:lock:order:2", "another-host:1:abcdef", px=60000)
+        assert redis.get("relay:lock:order:1").startswith(b"me|")
+    # Its holder is alive: the lock waits, then times out.
+    redis.set(lease_key("another-host:1:1"), "1", px=60_000)
+    redis.set("relay:lock:order:2", "another-host:1:1|abcdef", px=60000)
     with pytest.raises(LockTimeout), store.lock("order:2", wait_seconds=0.2):
+        pass
+    # A holder that names no lease (an older relay's value) is never taken over: it expires.
+    redis.set("relay:lock:order:3", "old-host:1:1:abcdef", px=60000)
+    with pytest.raises(LockTimeout), store.lock("order:3", wait_seconds=0.2):
         pass
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from relay.intake.group_commit import GroupCommit
+from relay.group_commit import GroupCommit
 from tests.conftest import wait_until
 
 

@@ -7,7 +7,9 @@ sent for an order, product, checkout or back-in-stock request, should this reque
     product   last write wins by the platform's modified time; an unchanged payload is not
               sent again; once deleted, only a snapshot newer than the deletion recreates it
     delete    once: a product already deleted, with no upsert delivered since, is not
-              deleted again (a captured delete replayed after the dedup window)
+              deleted again (a captured delete replayed after the dedup window); an
+              unpublished snapshot's delete carries its time, so it is dropped when older
+              than what was sent, and only a newer snapshot recreates the product
     checkout  one per checkoutId and content; never once the same id is an announced order
     once      back-in-stock requests: one per product, variant and email
 
@@ -94,6 +96,8 @@ def _older(guard: Guard, state: dict[str, str]) -> bool:
 
 def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY) -> Decision:
     if guard.rule == "delete":
+        if _older(guard, state):  # unpublished, but a newer snapshot already went
+            return Decision(False, "older than what was already sent")
         return Decision(False, "already deleted") if state.get("deleted") else Decision(True)
     if _older(guard, state):
         return Decision(False, "older than what was already sent")

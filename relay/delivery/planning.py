@@ -7,8 +7,9 @@ only what an event *could* send:
 - orders, checkouts, back-in-stock requests: one request each, guarded by their rule;
 - products: through the variant memory (relay/delivery/variants.py) into the product outbox
   (relay/delivery/product_outbox.py); a variant alone is held until its product's list is complete;
-- product deletes: through the outbox too, so a delete and an upsert of one product keep
-  their order; a deleted variation updates its parent's list instead.
+- product deletes (a deleted or unpublished product): through the outbox too, so a delete
+  and an upsert of one product keep their order; a deleted variation updates its parent's
+  list instead.
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ def product_write(
     product_id: str, payload: dict[str, Any] | None, modified: float | None, event: RawEvent
 ) -> ProductWrite:
     if payload is None:
-        guard = Guard(entity=f"product:{product_id}", rule="delete")
-        return ProductWrite(product_id, "delete", None, guard.to_dict(), event_ref(event))
+        # A deletion (no time: product.deleted says only the id) or an unpublished snapshot
+        # (its modified time: an older snapshot must not undo it, nor it a newer one).
+        guard = Guard(entity=f"product:{product_id}", rule="delete", modified=modified)
+        return ProductWrite(product_id, "delete", None, guard.to_dict(), event_ref(event), modified)
     guard = Guard(
         entity=f"product:{product_id}",
         rule="product",
@@ -117,7 +120,7 @@ class Planner:
             elif record.kind == "variant":
                 self._variant(plan, record, event)
             elif record.kind == "product_delete":
-                self._delete(plan, record.data["productId"], event)
+                self._delete(plan, record.data["productId"], epoch(record.modified_at), event)
         return plan
 
     def _product(self, plan: Plan, record: Record, event: RawEvent) -> None:
@@ -152,14 +155,16 @@ class Planner:
                 plan.products.append(
                     product_write(product_id, composed.payload, composed.modified, event)
                 )
-            else:
-                # Sending one variant would replace the product's whole list at the API.
-                plan.held.append(
-                    f"variant {variant['variantId']} of product {product_id}: held until the "
-                    "product's variant list is known in full"
-                )
+                return
+            if not fresh:
+                why = "a newer update of it is known"
+            elif composed is None:  # unknown yet, or deleted or unpublished
+                why = "held until its product is known and published"
+            else:  # sending one variant would replace the product's whole list at the API
+                why = "held until the product's variant list is known in full"
+            plan.held.append(f"variant {variant['variantId']} of product {product_id}: {why}")
 
-    def _delete(self, plan: Plan, product_id: str, event: RawEvent) -> None:
+    def _delete(self, plan: Plan, product_id: str, modified: float | None, event: RawEvent) -> None:
         parent = self.variants.parent_of(product_id)
         if parent is not None:  # a deleted variation: its parent's list shrinks
             with self.store.lock(f"product:{parent}"):
@@ -171,5 +176,6 @@ class Planner:
                     )
             return
         with self.store.lock(f"product:{product_id}"):
-            self.variants.forget_product(product_id)
-            plan.products.append(product_write(product_id, None, None, event))
+            # Its variants are kept: republished (or restored), it comes back whole.
+            self.variants.withdraw(product_id, modified)
+            plan.products.append(product_write(product_id, None, modified, event))

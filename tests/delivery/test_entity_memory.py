@@ -236,6 +236,115 @@ def test_f4_a_captured_delete_replayed_after_the_dedup_window_deletes_nothing(
     assert fake_api.paths()[2:] == ["POST /api/v1/products", "DELETE /api/v1/products/41"]
 
 
+def test_an_ended_sale_clears_the_compare_at_price_once(redis, fake_api, worker):
+    send(redis, event(fixture("product.simple.on-sale.json"), "product.updated"))
+    worker.run()
+    ended = fixture("product.simple.sale-ended.json")
+    send(redis, event(ended, "product.updated"))
+    worker.run()
+    # The same snapshot again, stamped later (a re-save that changed nothing): not sent.
+    send(redis, event({**ended, "date_modified_gmt": "2024-03-09T11:00:00"}, "product.updated"))
+    worker.run()
+    sent = [(p["priceCents"], p["compareAtPriceCents"]) for [p] in product_requests(fake_api)]
+    assert sent == [(1125, 1250), (1250, None)]
+    assert "compareAtPriceCents" in product_requests(fake_api)[1][0]  # explicitly null
+
+
+def test_a_product_sent_without_its_nulls_is_sent_once_with_them(redis, fake_api, worker):
+    # What a relay before explicit nulls delivered: the same product with the fields it did
+    # not have left out. The first snapshot after the upgrade differs only in its nulls,
+    # and must still go once: the API still holds whatever those fields held before.
+    old_shape = {
+        "productId": "42",
+        "title": "Espresso Cup",
+        "description": "Small & strong.",
+        "url": "https://shop.example.com/product/espresso-cup/",
+        "priceCents": 800,
+        "inStock": False,
+        "providerCreatedAt": "2023-11-02T09:15:00Z",
+    }
+    custom = {"type": "product", "data": old_shape}
+    send(redis, event(custom, "product", platform="custom"))
+    worker.run()
+    cup = fixture("product.simple.out-of-stock.json")
+    send(redis, event(cup, "product.updated"))
+    worker.run()
+    send(redis, event({**cup, "date_modified_gmt": "2024-03-03T08:00:00"}, "product.updated"))
+    worker.run()
+    bodies = [p for [p] in product_requests(fake_api)]
+    assert len(bodies) == 2
+    assert bodies[1] == {**old_shape, "imageUrl": None, "compareAtPriceCents": None}
+
+
+def test_an_unpublished_product_is_deleted_and_comes_back_when_republished(redis, fake_api, worker):
+    mug = fixture("product.simple.on-sale.json")  # product 41, modified 2024-03-01 11:00
+    send(redis, event(mug, "product.updated"))
+    worker.run()
+    send(redis, event(fixture("product.simple.unpublished.json"), "product.updated"))  # 03-10
+    worker.run()
+    send(redis, event(mug, "product.updated"))  # the published snapshot again, older: stays gone
+    worker.run()
+    republished = {**mug, "date_modified_gmt": "2024-03-12T09:00:00"}
+    send(redis, event(republished, "product.updated"))
+    worker.run()
+    # A draft snapshot older than the republished one arrives late: it deletes nothing.
+    late = {**mug, "status": "draft", "date_modified_gmt": "2024-03-11T09:00:00"}
+    send(redis, event(late, "product.updated"))
+    worker.run()
+    assert fake_api.paths() == [
+        "POST /api/v1/products",
+        "DELETE /api/v1/products/41",
+        "POST /api/v1/products",
+    ]
+    assert product_requests(fake_api)[1][0]["priceCents"] == 1125
+
+
+def test_snapshots_waiting_together_are_ordered_by_time_deletes_included(redis, fake_api, worker):
+    mug = fixture("product.simple.on-sale.json")  # 2024-03-01
+    unpublished = fixture("product.simple.unpublished.json")  # 2024-03-10
+    send(redis, event(mug, "product.updated"))
+    worker.run()
+    # Each pair waits in the outbox together, the newer first: the older must not replace it.
+    republished = {**mug, "price": "10.00", "date_modified_gmt": "2024-03-12T09:00:00"}
+    send(redis, event(republished, "product.updated"), event(unpublished, "product.updated"))
+    worker.run()
+    later = {**unpublished, "date_modified_gmt": "2024-03-14T09:00:00"}
+    send(redis, event(later, "product.updated"), event(republished, "product.updated"))
+    worker.run()
+    assert fake_api.paths() == [
+        "POST /api/v1/products",
+        "POST /api/v1/products",
+        "DELETE /api/v1/products/41",
+    ]
+    assert product_requests(fake_api)[1][0]["priceCents"] == 1000
+
+
+def test_an_unpublished_variable_product_comes_back_with_all_its_variants(redis, fake_api, worker):
+    parent = fixture("product.variable.json")  # 36, variations 192, 194, 193
+    send(redis, event(parent, "product.updated"))
+    send(redis, *(variation(v, "2018-02-09T10:00:00") for v in (192, 193, 194)))
+    worker.run()
+    assert len(product_requests(fake_api)[-1][0]["variants"]) == 3
+    send(
+        redis,
+        event(
+            {**parent, "status": "draft", "date_modified_gmt": "2018-02-10T10:00:00"},
+            "product.updated",
+        ),
+    )
+    worker.run()
+    # A variation edited while its product is a draft: nothing goes (it would recreate it).
+    send(redis, variation(194, "2018-02-11T10:00:00", stock_status="outofstock"))
+    worker.run()
+    assert fake_api.paths()[-1] == "DELETE /api/v1/products/36"
+    send(redis, event({**parent, "date_modified_gmt": "2018-02-12T10:00:00"}, "product.updated"))
+    worker.run()
+    back = product_requests(fake_api)[-1][0]
+    assert fake_api.paths()[-1] == "POST /api/v1/products"
+    assert [v["variantId"] for v in back["variants"]] == ["192", "194", "193"]
+    assert back["variants"][1]["inStock"] is False  # the edit made while it was a draft
+
+
 def test_older_product_snapshot_and_unchanged_repeats_are_not_sent(redis, fake_api, worker):
     product = fixture("product.simple.on-sale.json")
     newer = {**product, "price": "10.00", "date_modified_gmt": "2024-03-02T11:00:00"}

@@ -107,6 +107,18 @@ def test_delete_always_goes_and_forgets_the_content():
     assert decide(upsert, state).send  # a restored product is sent again
 
 
+def test_an_unpublished_products_delete_follows_last_write_wins():
+    published = Guard("product:1", "product", modified=200.0, fingerprint="a")
+    state = after(published)
+    assert not decide(Guard("product:1", "delete", modified=100.0), state).send  # older
+    unpublished = Guard("product:1", "delete", modified=300.0)
+    assert decide(unpublished, state).send
+    gone = after(published, unpublished)
+    # Published snapshots: one from before the withdrawal stays out, a newer one comes back.
+    assert not decide(Guard("product:1", "product", modified=250.0, fingerprint="a"), gone).send
+    assert decide(Guard("product:1", "product", modified=400.0, fingerprint="a"), gone).send
+
+
 def test_guard_round_trip_and_epoch():
     guard = order("refunded", refund=5, modified=1.5, never_paid=True)
     assert Guard.from_dict(guard.to_dict()) == guard

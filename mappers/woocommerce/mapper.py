@@ -5,6 +5,8 @@ Pure: the raw event and the merchant's options in, records out. Rules (DESIGN.md
   cancelled -> cancelled; refunded, or any refunds[] -> refunded with the cumulative amount;
   pending/failed/checkout-draft with an email -> a checkout, never an order;
 - guests (customer_id 0) are keyed by billing email (no externalId);
+- customers (customer.created/updated, or the REST resource on backfill) -> a subscriber
+  snapshot keyed by externalId = the customer id, with createdAt when not new;
 - simple products -> a product; variable -> a product whose variants the worker fills in from
   what it knows (the webhook lists only variation ids); variation -> one variant of its parent;
   product.deleted ({"id": N}) -> delete; stock_status instock/onbackorder -> in stock;
@@ -18,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +52,8 @@ def map_event(event: RawEvent, options: Mapping[str, str]) -> list[Record]:
             return map_order(payload)
         if resource == "product":
             return map_product(payload, action, options.get("currency"))
+        if resource == "customer":
+            return map_customer(payload, action, event.received_at)
     except MoneyError as exc:
         raise MappingError(str(exc)) from None
     raise IgnoreEvent(f"topic {event.topic} is not mapped")
@@ -197,6 +202,42 @@ def _order_properties(order: dict[str, Any]) -> dict[str, Any]:
     return properties
 
 
+# --- customers ----------------------------------------------------------------------------
+
+# A customer the relay first hears of this long after they registered is not new: a
+# backfill, a store connected to the relay later, a first profile edit. They are sent with
+# `createdAt`, which keeps them out of welcome sequences. Long enough that a webhook delayed
+# by a stalled WordPress cron still counts as new (such delays last minutes to hours).
+NEW_CUSTOMER_SECONDS = 24 * 3600
+
+
+def map_customer(customer: dict[str, Any], action: str, received_at: float) -> list[Record]:
+    """A customer.created/updated body, or the same REST resource from the store's API (a
+    backfill), as a subscriber snapshot; see README.md for customer.deleted."""
+    customer_id = _id(customer.get("id"), "customer id")
+    if action == "deleted":
+        raise IgnoreEvent("a deleted store account is not an unsubscribe (see README.md)")
+    email = _text(customer.get("email"))
+    if not email:
+        raise IgnoreEvent(f"customer {customer_id} has no email")
+    billing = customer.get("billing") if isinstance(customer.get("billing"), dict) else {}
+    data: dict[str, Any] = {"email": email, "externalId": customer_id}
+    # The account's names; a customer who registered at checkout may only have billing ones.
+    first = _text(customer.get("first_name")) or _text(billing.get("first_name"))
+    last = _text(customer.get("last_name")) or _text(billing.get("last_name"))
+    if first:
+        data["firstName"] = first
+    if last:
+        data["lastName"] = last
+    created = _utc(customer.get("date_created_gmt"))
+    created_epoch = _epoch(created)
+    if created and created_epoch is not None and created_epoch < received_at - NEW_CUSTOMER_SECONDS:
+        data["createdAt"] = created
+    # Never modified: the snapshot is the one it was created as.
+    modified_at = _utc(customer.get("date_modified_gmt")) or created
+    return [Record("subscriber", data, modified_at=modified_at)]
+
+
 # --- products -----------------------------------------------------------------------------
 
 
@@ -341,6 +382,13 @@ def _utc(value: Any) -> str | None:
     if not text:
         return None
     return text if text.endswith("Z") or "+" in text[10:] else f"{text}Z"
+
+
+def _epoch(utc: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp() if utc else None
+    except ValueError:
+        return None
 
 
 def _strip_prefix(text: str, prefix: str) -> str:

@@ -5,6 +5,8 @@ Planning runs once per event (again on replay). Each request carries a `Guard`
 (relay/delivery/entity_rules.py) that is checked just before every send attempt; this module decides
 only what an event *could* send:
 - orders, checkouts, back-in-stock requests: one request each, guarded by their rule;
+- subscribers: a create and, by externalId, an update; the rules send the create the first
+  time and the update when the content changed (`subscriber_requests`);
 - products: through the variant memory (relay/delivery/variants.py) into the product outbox
   (relay/delivery/product_outbox.py); a variant alone is held until its product's list is complete;
 - product deletes (a deleted or unpublished product): through the outbox too, so a delete
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from relay.delivery.commerce_api import ApiRequest
 from relay.delivery.entity_rules import Guard, epoch, fingerprint
@@ -46,6 +49,12 @@ def effect_key(guard: Guard) -> str:
         return f"{guard.entity}:{status}"
     if guard.rule == "checkout":
         return f"{guard.entity}:{guard.fingerprint}"
+    if guard.rule == "subscriber_create":
+        return f"{guard.entity}:create"
+    if guard.rule == "subscriber":
+        # With the snapshot's time: a name changed back to an earlier value is a new change.
+        when = "" if guard.modified is None else f":{guard.modified!r}"
+        return f"{guard.entity}:update:{guard.fingerprint}{when}"
     return guard.entity
 
 
@@ -88,6 +97,51 @@ def request_for(record: Record) -> ApiRequest:
     raise ValueError(f"{record.kind} records are not sent as single requests")
 
 
+SUBSCRIBERS_PATH = "/api/v1/subscribers"
+
+
+def subscriber_requests(record: Record) -> list[ApiRequest]:
+    """The requests that may carry a subscriber snapshot, decided at send time by the rules:
+    the create (`POST /subscribers`, sent once per subscriber) and, with an externalId, the
+    update by it (`PATCH /subscribers/external`, sent when the content differs from what was
+    sent last). After a create in the same round the update is skipped as unchanged.
+
+    The create merges (`duplicateStrategy: merge`): someone already in Sequenzy (a guest
+    buyer, a newsletter signup) keeps what Sequenzy holds, and gains what it lacked. Later
+    changes (a new name or email) go by the update, which overwrites."""
+    data, modified = record.data, epoch(record.modified_at)
+    external_id = data.get("externalId")
+    email = data["email"]
+    entity = (
+        f"subscriber:{external_id}"
+        if external_id
+        else f"subscriber:email:{fingerprint(email.lower())}"
+    )
+    # What the update sets: a name the platform no longer has is "" (cleared); the API
+    # refuses null names.
+    content = {
+        "email": email,
+        "firstName": data.get("firstName", ""),
+        "lastName": data.get("lastName", ""),
+    }
+    digest = fingerprint(content)
+    create = Guard(entity, "subscriber_create", modified=modified, fingerprint=digest)
+    body = {**data, "duplicateStrategy": "merge"}
+    out = [ApiRequest("POST", SUBSCRIBERS_PATH, body, entity, create.to_dict(), effect_key(create))]
+    if external_id:
+        update = Guard(entity, "subscriber", modified=modified, fingerprint=digest)
+        path = f"{SUBSCRIBERS_PATH}/external?externalId={quote(external_id, safe='')}"
+        out.append(ApiRequest("PATCH", path, content, entity, update.to_dict(), effect_key(update)))
+    return out
+
+
+def requests_for(record: Record) -> list[ApiRequest]:
+    """The guarded requests of a record sent on its own (everything but products)."""
+    if record.kind == "subscriber":
+        return subscriber_requests(record)
+    return [request_for(record)]
+
+
 def product_write(
     product_id: str, payload: dict[str, Any] | None, modified: float | None, event: RawEvent
 ) -> ProductWrite:
@@ -113,8 +167,8 @@ class Planner:
     def plan(self, event: RawEvent, records: Sequence[Record]) -> Plan:
         plan = Plan()
         for record in records:
-            if record.kind in ("order", "checkout", "back_in_stock"):
-                plan.requests.append(request_for(record))
+            if record.kind in ("order", "checkout", "back_in_stock", "subscriber"):
+                plan.requests.extend(requests_for(record))
             elif record.kind == "product":
                 self._product(plan, record, event)
             elif record.kind == "variant":

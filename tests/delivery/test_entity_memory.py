@@ -11,6 +11,7 @@ from typing import Any
 
 from relay.app import create_app
 from relay.delivery.deadletters import DeadLetters
+from relay.delivery.entity_rules import epoch
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.intake.acceptor import Acceptor
@@ -23,9 +24,16 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_bytes())
 
 
-def event(payload: dict[str, Any], topic: str, platform: str = "woocommerce") -> RawEvent:
+def event(
+    payload: dict[str, Any], topic: str, platform: str = "woocommerce", received_at: float = 0.0
+) -> RawEvent:
     return RawEvent(
-        new_event_id(), platform, topic, 0.0, json.dumps(payload).encode(), "application/json"
+        new_event_id(),
+        platform,
+        topic,
+        received_at,
+        json.dumps(payload).encode(),
+        "application/json",
     )
 
 
@@ -420,6 +428,98 @@ def test_one_bad_product_does_not_sink_its_batch(redis, fake_api, worker):
     letter = DeadLetters(redis).get(events[1].id)
     assert letter.reason == "permanent_error"
     assert letter.pending[0]["body"]["products"][0]["productId"] == "2001"
+
+
+# --- customers ---------------------------------------------------------------------------
+
+GRACE = fixture("customer.created.json")  # customer 7, created 2024-03-05 09:42:11
+JUST_AFTER = epoch("2024-03-05T09:42:20Z")
+
+
+def customer(modified: str, **changes: Any) -> RawEvent:
+    body = {**GRACE, **changes, "date_modified_gmt": modified}
+    return event(body, "customer.updated", received_at=JUST_AFTER)
+
+
+def subscriber_requests(api) -> list[tuple[str, Any]]:
+    return [(f"{r.method} {r.path}", r.body) for r in api.requests if "/subscribers" in r.path]
+
+
+def test_a_customer_created_then_updated_is_posted_then_patched(redis, fake_api, worker):
+    send(redis, event(GRACE, "customer.created", received_at=JUST_AFTER))
+    worker.run()
+    no_last_name = {**GRACE["billing"], "last_name": ""}
+    renamed = customer(
+        "2024-03-06T08:00:00", first_name="Amazing Grace", last_name="", billing=no_last_name
+    )
+    send(redis, renamed)
+    worker.run()
+    assert subscriber_requests(fake_api) == [
+        (
+            "POST /api/v1/subscribers",
+            {
+                "email": "grace.hopper@example.com",
+                "externalId": "7",
+                "firstName": "Grace",
+                "lastName": "Hopper",
+                "duplicateStrategy": "merge",
+            },
+        ),
+        (
+            "PATCH /api/v1/subscribers/external?externalId=7",
+            # The cleared last name is cleared ("", never null: the API refuses null).
+            {"email": "grace.hopper@example.com", "firstName": "Amazing Grace", "lastName": ""},
+        ),
+    ]
+    # Remembered as long as orders are: customers change rarely, and a subscriber the relay
+    # forgot would be created (merged) again instead of updated.
+    assert redis.ttl("relay:state:subscriber:7") > 365 * 86400
+
+
+def test_an_older_or_unchanged_customer_snapshot_is_not_sent(redis, fake_api, worker):
+    send(redis, event(GRACE, "customer.created", received_at=JUST_AFTER))
+    send(redis, customer("2024-03-07T08:00:00", email="grace@example.org"))
+    worker.run()
+    send(redis, customer("2024-03-06T08:00:00", email="old@example.org"))  # older: dropped
+    send(redis, customer("2024-03-08T08:00:00", email="grace@example.org"))  # the same again
+    worker.run()
+    assert [(line, body["email"]) for line, body in subscriber_requests(fake_api)] == [
+        ("POST /api/v1/subscribers", "grace.hopper@example.com"),
+        ("PATCH /api/v1/subscribers/external?externalId=7", "grace@example.org"),
+    ]
+    # The unchanged one moved the clock on: the older one is older still.
+    send(redis, customer("2024-03-07T12:00:00", email="old@example.org"))
+    worker.run()
+    assert len(subscriber_requests(fake_api)) == 2
+
+
+def test_a_customer_first_seen_long_after_registering_is_created_as_imported(
+    redis, fake_api, worker
+):
+    # Ada registered in 2021, before the relay was connected; her first event is an update.
+    ada = fixture("customer.updated.existing-customer.json")
+    send(redis, event(ada, "customer.updated", received_at=epoch("2024-02-28T07:00:05Z")))
+    worker.run()
+    [(line, body)] = subscriber_requests(fake_api)  # the update is what the create carried
+    assert line == "POST /api/v1/subscribers"
+    assert body["createdAt"] == "2021-06-14T15:03:27Z"  # no welcome sequence for her
+
+
+def test_an_update_that_finds_nobody_is_a_dead_letter_and_creates_no_one(redis, fake_api, worker):
+    send(redis, event(GRACE, "customer.created", received_at=JUST_AFTER))
+    worker.run()
+    missing = {"success": False, "error": "Subscriber not found", "code": "NOT_FOUND"}
+    fake_api.fail("/api/v1/subscribers/external", status=404, body=missing)
+    update = customer("2024-03-06T08:00:00", last_name="Brewster")
+    send(redis, update)
+    worker.run()
+    letter = DeadLetters(redis).get(update.id)
+    assert letter.reason == "permanent_error"
+    assert "404" in letter.error
+    assert [line for line, _ in subscriber_requests(fake_api)] == [
+        "POST /api/v1/subscribers",
+        "PATCH /api/v1/subscribers/external?externalId=7",
+    ]
 
 
 # --- the rest ------------------------------------------------------------------------------

@@ -119,6 +119,25 @@ def test_an_unpublished_products_delete_follows_last_write_wins():
     assert decide(Guard("product:1", "product", modified=400.0, fingerprint="a"), gone).send
 
 
+def test_a_subscriber_is_created_once_then_updated_when_its_content_changes():
+    create = Guard("subscriber:7", "subscriber_create", modified=100.0, fingerprint="a")
+    update = Guard("subscriber:7", "subscriber", modified=100.0, fingerprint="a")
+    assert decide(create, {}).send
+    created = after(create)
+    assert not decide(update, created).send  # the create carried this content
+    later_create = Guard("subscriber:7", "subscriber_create", modified=200.0, fingerprint="b")
+    assert not decide(later_create, created).send
+    changed = Guard("subscriber:7", "subscriber", modified=200.0, fingerprint="b")
+    assert decide(changed, created).send
+    state = after(create, changed)
+    older = Guard("subscriber:7", "subscriber", modified=150.0, fingerprint="c")
+    assert not decide(older, state).send
+    again = Guard("subscriber:7", "subscriber", modified=300.0, fingerprint="b")
+    decision = decide(again, state)
+    assert not decision.send
+    assert skipped(again, decision, state) == {"modified": "300.0"}
+
+
 def test_guard_round_trip_and_epoch():
     guard = order("refunded", refund=5, modified=1.5, never_paid=True)
     assert Guard.from_dict(guard.to_dict()) == guard

@@ -216,7 +216,9 @@ def delivered(guard: Guard, state: dict[str, str]) -> dict[str, str]:
 def skipped(guard: Guard, decision: Decision, state: dict[str, str]) -> dict[str, str]:
     """Fields to write when a request is not sent because the API already has its content:
     its snapshot is then the newest applied one."""
+    # "already deleted": an unpublished snapshot finding the product gone is the newest
+    # state too, so a published snapshot older than it does not bring the product back.
     unchanged = ("product unchanged", "checkout unchanged", "subscriber unchanged")
-    if decision.reason in unchanged and guard.modified:
+    if decision.reason in (*unchanged, "already deleted") and guard.modified:
         return {"modified": repr(max(guard.modified, float(state.get("modified", "-inf"))))}
     return {}

@@ -117,6 +117,15 @@ def test_an_unpublished_products_delete_follows_last_write_wins():
     # Published snapshots: one from before the withdrawal stays out, a newer one comes back.
     assert not decide(Guard("product:1", "product", modified=250.0, fingerprint="a"), gone).send
     assert decide(Guard("product:1", "product", modified=400.0, fingerprint="a"), gone).send
+    # Unpublished again later while already gone: nothing to send, but it is the newest
+    # state, so a published snapshot from between the two stays out.
+    again = Guard("product:1", "delete", modified=500.0)
+    decision = decide(again, gone)
+    assert not decision.send
+    gone_later = {**gone, **skipped(again, decision, gone)}
+    assert not decide(
+        Guard("product:1", "product", modified=450.0, fingerprint="a"), gone_later
+    ).send
 
 
 def test_a_subscriber_is_created_once_then_updated_when_its_content_changes():

@@ -15,7 +15,9 @@ from typing import Any, Literal, Protocol
 
 from relay.events import RawEvent, parse_fields
 
-RecordKind = Literal["product", "product_delete", "variant", "order", "checkout", "back_in_stock"]
+RecordKind = Literal[
+    "product", "product_delete", "variant", "order", "checkout", "back_in_stock", "subscriber"
+]
 RECORD_KINDS: tuple[str, ...] = (
     "product",
     "product_delete",
@@ -23,6 +25,7 @@ RECORD_KINDS: tuple[str, ...] = (
     "order",
     "checkout",
     "back_in_stock",
+    "subscriber",
 )
 
 
@@ -39,6 +42,12 @@ class Record:
     order           an Order (POST /api/v1/orders)
     checkout        a Checkout (POST /api/v1/checkouts)
     back_in_stock   a BackInStock request (POST /api/v1/back-in-stock)
+    subscriber      a registered customer, as the platform knows them now (a full snapshot: a
+                    name left out is no name): {"email", "externalId"?, "firstName"?,
+                    "lastName"?, "createdAt"?}. The worker creates the subscriber once
+                    (POST /api/v1/subscribers) and sends later changes by externalId
+                    (PATCH /api/v1/subscribers/external). `createdAt` only for a customer
+                    who is not new (imported ones then skip welcome sequences).
     """
 
     kind: RecordKind

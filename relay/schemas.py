@@ -225,6 +225,18 @@ class BackInStockSchema(_Strict):
     customer = fields.Nested(CustomerSchema, required=True)
 
 
+class SubscriberSchema(_Strict):
+    """A subscriber record (relay/mapping.py): what the worker turns into a create and, by
+    externalId, updates. Names are text or absent, never null: the update endpoint refuses
+    null names (an absent one is sent as "", which clears it)."""
+
+    email = _email(required=True)
+    externalId = _id()
+    firstName = _text(MAX_NAME)
+    lastName = _text(MAX_NAME)
+    createdAt = fields.DateTime(format="iso")
+
+
 class ProductDeleteSchema(_Strict):
     productId = _id(required=True)
 
@@ -241,6 +253,7 @@ SCHEMAS: dict[str, Schema] = {
     "order": OrderSchema(),
     "checkout": CheckoutSchema(),
     "back_in_stock": BackInStockSchema(),
+    "subscriber": SubscriberSchema(),
 }
 
 

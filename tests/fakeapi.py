@@ -39,6 +39,33 @@ SUCCESS = {
         {"success": True, "eventId": "evt-fake", "checkoutId": "c", "subscriberId": "sub-fake"},
     ),
     "/api/v1/back-in-stock": (200, {"success": True, "subscriberId": "sub-fake"}),
+    "/api/v1/subscribers": (
+        200,
+        {
+            "success": True,
+            "subscriber": {
+                "id": "sub-fake",
+                "email": "grace@example.com",
+                "externalId": "7",
+                "status": "active",
+                "created": True,
+                "skipped": False,
+                "updated": False,
+            },
+        },
+    ),
+    "/api/v1/subscribers/external": (
+        200,
+        {
+            "success": True,
+            "subscriber": {
+                "id": "sub-fake",
+                "email": "grace@example.com",
+                "externalId": "7",
+                "status": "active",
+            },
+        },
+    ),
     "/api/v1/account": (
         200,
         {

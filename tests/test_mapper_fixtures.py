@@ -6,6 +6,7 @@ A platform's `fixtures/` folder holds pairs: `<case>.<ext>` is what the platform
 
     {"topic": "order.created",            # required
      "options": {"currency": "EUR"},      # the merchant's mapper options, if any
+     "received_at": "2024-03-05T10:00:00Z",  # when the relay got it (default: 1970)
      "content_type": "...", "query": "...", "headers": {...},   # when the case needs them
      "records": [...]}                    # or "ignored": "<part of the reason>"
 
@@ -13,6 +14,8 @@ New platforms and new fixtures are picked up without touching this file.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import pytest
 
@@ -31,6 +34,11 @@ def _cases() -> list:
     ]
 
 
+def _received_at(expected: dict) -> float:
+    when = expected.get("received_at")
+    return datetime.fromisoformat(when).timestamp() if when else 0.0
+
+
 def _event(platform: Platform, fixture: Fixture, expected: dict) -> RawEvent:
     raw = fixture.body.read_bytes()
     as_query = fixture.body.suffix == ".query"
@@ -38,7 +46,7 @@ def _event(platform: Platform, fixture: Fixture, expected: dict) -> RawEvent:
         id="fixture",
         platform=platform.name,
         topic=expected["topic"],
-        received_at=0.0,
+        received_at=_received_at(expected),
         body=b"" if as_query else raw,
         content_type=expected.get("content_type", CONTENT_TYPES.get(fixture.body.suffix, "")),
         query=raw.decode().strip() if as_query else expected.get("query", ""),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relay.delivery.planning import request_for
+from relay.delivery.planning import requests_for
 from relay.fixtures import fixtures
 from relay.mapping import Record
 from relay.registry import default_registry
@@ -110,19 +110,21 @@ def test_paths_and_queries_are_checked():
     ) == ["PATCH subscribers/external body.firstName: null is not accepted here"]
 
 
-def _bodies(record: Record) -> list[tuple[str, str, Any]]:
-    """The request(s) the relay makes of one record (variants go inside their product)."""
+def _bodies(record: Record) -> list[tuple[str, str, str, Any]]:
+    """The request(s) the relay makes of one record (variants go inside their product):
+    method, path, query, body."""
     if record.kind == "product":
-        return [("POST", "products", {"products": [record.data]})]
+        return [("POST", "products", "", {"products": [record.data]})]
     if record.kind == "variant":
         product = {"productId": record.data["productId"], "title": "parent"}
-        return [
-            ("POST", "products", {"products": [{**product, "variants": [record.data["variant"]]}]})
-        ]
+        variants = [record.data["variant"]]
+        return [("POST", "products", "", {"products": [{**product, "variants": variants}]})]
     if record.kind == "product_delete":
-        return [("DELETE", f"products/{record.data['productId']}", None)]
-    request = request_for(record)
-    return [(request.method, request.path.removeprefix("/api/v1/"), request.body)]
+        return [("DELETE", f"products/{record.data['productId']}", "", None)]
+    return [
+        (request.method, *sdk_oracle.split(request.path), request.body)
+        for request in requests_for(record)
+    ]
 
 
 def _fixture_records() -> list:
@@ -138,13 +140,21 @@ def _fixture_records() -> list:
 
 @pytest.mark.parametrize("record", _fixture_records())
 def test_every_golden_fixture_body_conforms(record):
-    for method, path, body in _bodies(record):
-        assert sdk_oracle.check_request(method, path, "", body) == []
+    for method, path, query, body in _bodies(record):
+        assert sdk_oracle.check_request(method, path, query, body) == []
+
+
+# The method of each answer the fake gives (it answers by path); POST unless listed.
+ANSWER_METHODS = {
+    "/api/v1/account": "GET",
+    "/api/v1/subscribers/me": "GET",
+    "/api/v1/subscribers/external": "PATCH",
+}
 
 
 @pytest.mark.parametrize(("path", "answer"), sorted(SUCCESS.items()))
 def test_the_fake_api_answers_as_the_sdk_expects(path, answer):
-    method = "GET" if path in ("/api/v1/account", "/api/v1/subscribers/me") else "POST"
+    method = ANSWER_METHODS.get(path, "POST")
     status, body = answer
     assert 200 <= status < 300
     assert sdk_oracle.check_response(method, path.removeprefix("/api/v1/"), body) == []

@@ -21,8 +21,13 @@ TOPICS = frozenset(
         "product.updated",
         "product.deleted",
         "product.restored",
+        "customer.created",
+        "customer.updated",
     }
 )
+IGNORED_TOPICS = {
+    "customer.deleted": "a deleted store account is not an unsubscribe: the subscriber stays",
+}
 # Metadata worth keeping with the raw event; never the signature.
 KEPT_HEADERS = (
     "x-wc-webhook-topic",
@@ -74,8 +79,9 @@ def topic_mismatch(topic: str, body: dict[str, Any], request: IncomingRequest) -
     under another topic (an order's body as `product.deleted` would delete the product with
     the order's id). The body's own shape says what it is: WooCommerce sends a deleted
     resource as exactly `{"id": N}` (`WC_Webhook::build_payload`), an order as its REST
-    resource (which always carries `order_key`) and a product or variation as its REST
-    resource (which always carries `type`, and never `order_key`).
+    resource (which always carries `order_key`), a product or variation as its REST
+    resource (which always carries `type`, and never `order_key`) and a customer as its
+    REST resource (which always carries `username`, and neither `type` nor `order_key`).
     """
     resource, _, event = topic.partition(".")
     for header, expected in (("X-WC-Webhook-Resource", resource), ("X-WC-Webhook-Event", event)):
@@ -90,6 +96,9 @@ def topic_mismatch(topic: str, body: dict[str, Any], request: IncomingRequest) -
     elif resource == "order":
         if "order_key" not in body:
             return f"the body is not an order, as {topic} says"
+    elif resource == "customer":
+        if "username" not in body or "type" in body or "order_key" in body:
+            return f"the body is not a customer, as {topic} says"
     elif "type" not in body or "order_key" in body:
         return f"the body is not a product, as {topic} says"
     return None
@@ -135,5 +144,6 @@ PLATFORM = Platform(
     options=("currency",),
     methods=("POST",),
     is_handshake=is_ping,
+    ignored_topics=IGNORED_TOPICS,
     send_headers=send_headers,
 )

@@ -5,9 +5,14 @@ Pure: the raw event and the merchant's options in, records out. Rules (DESIGN.md
   cancelled -> cancelled; refunded, or any refunds[] -> refunded with the cumulative amount;
   pending/failed/checkout-draft with an email -> a checkout, never an order;
 - guests (customer_id 0) are keyed by billing email (no externalId);
+- customers (customer.created/updated, or the REST resource on backfill) -> a subscriber
+  snapshot keyed by externalId = the customer id, with createdAt when not new;
 - simple products -> a product; variable -> a product whose variants the worker fills in from
   what it knows (the webhook lists only variation ids); variation -> one variant of its parent;
-  product.deleted ({"id": N}) -> delete; stock_status instock/onbackorder -> in stock.
+  product.deleted ({"id": N}) -> delete; stock_status instock/onbackorder -> in stock;
+- a product is a full snapshot: an optional field it no longer has is sent as null (the API
+  keeps what is omitted); a product that is not published (draft, pending, private, trash)
+  -> delete, with its modified time, so that only a newer snapshot brings it back;
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,6 +52,8 @@ def map_event(event: RawEvent, options: Mapping[str, str]) -> list[Record]:
             return map_order(payload)
         if resource == "product":
             return map_product(payload, action, options.get("currency"))
+        if resource == "customer":
+            return map_customer(payload, action, event.received_at)
     except MoneyError as exc:
         raise MappingError(str(exc)) from None
     raise IgnoreEvent(f"topic {event.topic} is not mapped")
@@ -194,6 +202,42 @@ def _order_properties(order: dict[str, Any]) -> dict[str, Any]:
     return properties
 
 
+# --- customers ----------------------------------------------------------------------------
+
+# A customer the relay first hears of this long after they registered is not new: a
+# backfill, a store connected to the relay later, a first profile edit. They are sent with
+# `createdAt`, which keeps them out of welcome sequences. Long enough that a webhook delayed
+# by a stalled WordPress cron still counts as new (such delays last minutes to hours).
+NEW_CUSTOMER_SECONDS = 24 * 3600
+
+
+def map_customer(customer: dict[str, Any], action: str, received_at: float) -> list[Record]:
+    """A customer.created/updated body, or the same REST resource from the store's API (a
+    backfill), as a subscriber snapshot; see README.md for customer.deleted."""
+    customer_id = _id(customer.get("id"), "customer id")
+    if action == "deleted":
+        raise IgnoreEvent("a deleted store account is not an unsubscribe (see README.md)")
+    email = _text(customer.get("email"))
+    if not email:
+        raise IgnoreEvent(f"customer {customer_id} has no email")
+    billing = customer.get("billing") if isinstance(customer.get("billing"), dict) else {}
+    data: dict[str, Any] = {"email": email, "externalId": customer_id}
+    # The account's names; a customer who registered at checkout may only have billing ones.
+    first = _text(customer.get("first_name")) or _text(billing.get("first_name"))
+    last = _text(customer.get("last_name")) or _text(billing.get("last_name"))
+    if first:
+        data["firstName"] = first
+    if last:
+        data["lastName"] = last
+    created = _utc(customer.get("date_created_gmt"))
+    created_epoch = _epoch(created)
+    if created and created_epoch is not None and created_epoch < received_at - NEW_CUSTOMER_SECONDS:
+        data["createdAt"] = created
+    # Never modified: the snapshot is the one it was created as.
+    modified_at = _utc(customer.get("date_modified_gmt")) or created
+    return [Record("subscriber", data, modified_at=modified_at)]
+
+
 # --- products -----------------------------------------------------------------------------
 
 
@@ -205,29 +249,30 @@ def map_product(product: dict[str, Any], action: str, currency: str | None) -> l
     modified_at = _utc(product.get("date_modified_gmt"))
     if product.get("type") == "variation":
         return [_variant(product, product_id, currency, modified_at)]
-    status = product.get("status")
-    if status != "publish":
-        raise IgnoreEvent(f"product {product_id} is not published (status {status!r})")
+    if product.get("status") != "publish":
+        # Draft, pending, private, trashed: not for sale, so not in emails either. Removed
+        # from the catalog until a newer snapshot publishes it again (see README.md).
+        return [Record("product_delete", {"productId": product_id}, modified_at=modified_at)]
     title = _text(product.get("name"))
     if not title:
         raise MappingError(f"product {product_id} has no name")
 
-    data: dict[str, Any] = {"productId": product_id, "title": title}
-    description = _plain_text(product.get("short_description")) or _plain_text(
-        product.get("description")
-    )
-    if description:
-        data["description"] = description
-    image = _first_image(product)
-    if image:
-        data["imageUrl"] = image
-    url = _text(product.get("permalink"))
-    if url:
-        data["url"] = url
-    data.update(_prices(product, currency))
+    # A full snapshot: what the product no longer has is sent as null, because the API keeps
+    # an omitted field's old value (an ended sale would keep its "was" price for ever).
+    data: dict[str, Any] = {
+        "productId": product_id,
+        "title": title,
+        "description": _plain_text(product.get("short_description"))
+        or _plain_text(product.get("description")),
+        "imageUrl": _first_image(product),
+        "url": _text(product.get("permalink")),
+        **_prices(product, currency),
+    }
     if currency:
         data["currency"] = currency
     data["inStock"] = product.get("stock_status") in IN_STOCK
+    # Omitted, never null, when absent: a saved product always has a creation time, so its
+    # absence says nothing about the product (null would clear the stored one).
     created = _utc(product.get("date_created_gmt"))
     if created:
         data["providerCreatedAt"] = created
@@ -254,20 +299,22 @@ def _variant(
         if a.get("name") and a.get("option") not in (None, "")
     ]
     title = " / ".join(o["value"] for o in options) or _text(variation.get("name"))
-    variant: dict[str, Any] = {"variantId": variation_id, "title": title or variation_id}
-    sku = _text(variation.get("sku"))
-    if sku:
-        variant["sku"] = sku
-    variant.update(_prices(variation, currency))
-    image = _first_image(variation)
-    if image:
-        variant["imageUrl"] = image
     quantity = variation.get("stock_quantity")
-    if variation.get("manage_stock") is True and isinstance(quantity, int):
-        variant["inventoryQuantity"] = quantity
-    variant["inStock"] = variation.get("stock_status") in IN_STOCK
-    if options:
-        variant["options"] = options
+    # Null for what the variation does not have, as for products (the API replaces the whole
+    # list, so omitting would do as well, but one rule for both is easier to check). Options
+    # are a list: [] when none (null has no documented meaning for lists).
+    variant: dict[str, Any] = {
+        "variantId": variation_id,
+        "title": title or variation_id,
+        "sku": _text(variation.get("sku")),
+        **_prices(variation, currency),
+        "imageUrl": _first_image(variation),
+        "inventoryQuantity": quantity
+        if variation.get("manage_stock") is True and isinstance(quantity, int)
+        else None,
+        "inStock": variation.get("stock_status") in IN_STOCK,
+        "options": options,
+    }
     hints = {} if variation.get("status", "publish") == "publish" else {"disabled": True}
     return Record(
         "variant",
@@ -277,17 +324,13 @@ def _variant(
     )
 
 
-def _prices(item: dict[str, Any], currency: str | None) -> dict[str, int]:
+def _prices(item: dict[str, Any], currency: str | None) -> dict[str, int | None]:
     """priceCents from `price` (the current, sale-aware price); compareAtPriceCents from
-    `regular_price` when the item is on sale below it."""
-    out: dict[str, int] = {}
+    `regular_price` while the item is on sale below it. Both always present: null clears."""
     price = to_minor_units(item.get("price"), currency)
-    if price is not None:
-        out["priceCents"] = price
     regular = to_minor_units(item.get("regular_price"), currency)
-    if item.get("on_sale") and regular is not None and price is not None and regular > price:
-        out["compareAtPriceCents"] = regular
-    return out
+    on_sale = item.get("on_sale") and price is not None and regular is not None and regular > price
+    return {"priceCents": price, "compareAtPriceCents": regular if on_sale else None}
 
 
 def _first_image(item: dict[str, Any]) -> str | None:
@@ -339,6 +382,13 @@ def _utc(value: Any) -> str | None:
     if not text:
         return None
     return text if text.endswith("Z") or "+" in text[10:] else f"{text}Z"
+
+
+def _epoch(utc: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(utc.replace("Z", "+00:00")).timestamp() if utc else None
+    except ValueError:
+        return None
 
 
 def _strip_prefix(text: str, prefix: str) -> str:

@@ -7,9 +7,16 @@ sent for an order, product, checkout or back-in-stock request, should this reque
     product   last write wins by the platform's modified time; an unchanged payload is not
               sent again; once deleted, only a snapshot newer than the deletion recreates it
     delete    once: a product already deleted, with no upsert delivered since, is not
-              deleted again (a captured delete replayed after the dedup window)
+              deleted again (a captured delete replayed after the dedup window); an
+              unpublished snapshot's delete carries its time, so it is dropped when older
+              than what was sent, and only a newer snapshot recreates the product
     checkout  one per checkoutId and content; never once the same id is an announced order
     once      back-in-stock requests: one per product, variant and email
+    subscriber_create
+              a subscriber is created once (until the relay forgets it); last write wins
+    subscriber
+              its update by externalId: last write wins by the platform's modified time,
+              and an unchanged content (as created or last updated) is not sent again
 
 The rules run just before each send, on every attempt, under the entity's lock, so a retry
 of an older event cannot overwrite a newer one that was delivered meanwhile. State is a flat
@@ -32,8 +39,8 @@ EMPTY: dict[str, str] = {}
 class Guard:
     """What the rules need to know about one request, decided when it is planned."""
 
-    entity: str  # "order:1042", "product:41", "checkout:1046", "once:<digest>"
-    rule: str  # order | product | delete | checkout | once
+    entity: str  # "order:1042", "product:41", "checkout:1046", "once:<digest>", "subscriber:7"
+    rule: str  # order | product | delete | checkout | once | subscriber_create | subscriber
     modified: float | None = None  # the platform's modified time, epoch seconds
     status: str | None = None  # order lifecycle status
     refund: int | None = None  # cumulative refunded amount, minor units
@@ -94,6 +101,8 @@ def _older(guard: Guard, state: dict[str, str]) -> bool:
 
 def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY) -> Decision:
     if guard.rule == "delete":
+        if _older(guard, state):  # unpublished, but a newer snapshot already went
+            return Decision(False, "older than what was already sent")
         return Decision(False, "already deleted") if state.get("deleted") else Decision(True)
     if _older(guard, state):
         return Decision(False, "older than what was already sent")
@@ -115,6 +124,14 @@ def decide(guard: Guard, state: dict[str, str], related: dict[str, str] = EMPTY)
         return Decision(True)
     if guard.rule == "once":
         return Decision(False, "already sent") if state.get("sent") else Decision(True)
+    if guard.rule == "subscriber_create":
+        if state.get("created"):
+            return Decision(False, "subscriber already created")
+        return Decision(True)
+    if guard.rule == "subscriber":
+        if state.get("fingerprint") == guard.fingerprint:
+            return Decision(False, "subscriber unchanged")
+        return Decision(True)
     raise ValueError(f"unknown rule {guard.rule!r}")
 
 
@@ -185,6 +202,11 @@ def delivered(guard: Guard, state: dict[str, str]) -> dict[str, str]:
             fields["deleted"] = ""  # it exists again: a later delete goes
     elif guard.rule == "once":
         fields["sent"] = "1"
+    elif guard.rule in ("subscriber_create", "subscriber"):
+        # A create carries the content too: the update planned with it is then unchanged.
+        fields["fingerprint"] = guard.fingerprint or ""
+        if guard.rule == "subscriber_create":
+            fields["created"] = "1"
     elif guard.rule == "delete":
         fields["fingerprint"] = ""  # gone: a restored product is sent again in full
         fields["deleted"] = "1"
@@ -194,6 +216,9 @@ def delivered(guard: Guard, state: dict[str, str]) -> dict[str, str]:
 def skipped(guard: Guard, decision: Decision, state: dict[str, str]) -> dict[str, str]:
     """Fields to write when a request is not sent because the API already has its content:
     its snapshot is then the newest applied one."""
-    if decision.reason in ("product unchanged", "checkout unchanged") and guard.modified:
+    # "already deleted": an unpublished snapshot finding the product gone is the newest
+    # state too, so a published snapshot older than it does not bring the product back.
+    unchanged = ("product unchanged", "checkout unchanged", "subscriber unchanged")
+    if decision.reason in (*unchanged, "already deleted") and guard.modified:
         return {"modified": repr(max(guard.modified, float(state.get("modified", "-inf"))))}
     return {}

@@ -26,6 +26,9 @@ TTL_SECONDS = {
     "product": 400 * 86400,
     "checkout": 30 * 86400,
     "once": 30 * 86400,
+    # Customers change rarely: forgotten, a subscriber is created again (a merge, which
+    # leaves Sequenzy's values as they are) instead of updated.
+    "subscriber": 400 * 86400,
 }
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end

@@ -5,10 +5,13 @@ Planning runs once per event (again on replay). Each request carries a `Guard`
 (relay/delivery/entity_rules.py) that is checked just before every send attempt; this module decides
 only what an event *could* send:
 - orders, checkouts, back-in-stock requests: one request each, guarded by their rule;
+- subscribers: a create and, by externalId, an update; the rules send the create the first
+  time and the update when the content changed (`subscriber_requests`);
 - products: through the variant memory (relay/delivery/variants.py) into the product outbox
   (relay/delivery/product_outbox.py); a variant alone is held until its product's list is complete;
-- product deletes: through the outbox too, so a delete and an upsert of one product keep
-  their order; a deleted variation updates its parent's list instead.
+- product deletes (a deleted or unpublished product): through the outbox too, so a delete
+  and an upsert of one product keep their order; a deleted variation updates its parent's
+  list instead.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from relay.delivery.commerce_api import ApiRequest
 from relay.delivery.entity_rules import Guard, epoch, fingerprint
@@ -45,6 +49,12 @@ def effect_key(guard: Guard) -> str:
         return f"{guard.entity}:{status}"
     if guard.rule == "checkout":
         return f"{guard.entity}:{guard.fingerprint}"
+    if guard.rule == "subscriber_create":
+        return f"{guard.entity}:create"
+    if guard.rule == "subscriber":
+        # With the snapshot's time: a name changed back to an earlier value is a new change.
+        when = "" if guard.modified is None else f":{guard.modified!r}"
+        return f"{guard.entity}:update:{guard.fingerprint}{when}"
     return guard.entity
 
 
@@ -87,12 +97,59 @@ def request_for(record: Record) -> ApiRequest:
     raise ValueError(f"{record.kind} records are not sent as single requests")
 
 
+SUBSCRIBERS_PATH = "/api/v1/subscribers"
+
+
+def subscriber_requests(record: Record) -> list[ApiRequest]:
+    """The requests that may carry a subscriber snapshot, decided at send time by the rules:
+    the create (`POST /subscribers`, sent once per subscriber) and, with an externalId, the
+    update by it (`PATCH /subscribers/external`, sent when the content differs from what was
+    sent last). After a create in the same round the update is skipped as unchanged.
+
+    The create merges (`duplicateStrategy: merge`): someone already in Sequenzy (a guest
+    buyer, a newsletter signup) keeps what Sequenzy holds, and gains what it lacked. Later
+    changes (a new name or email) go by the update, which overwrites."""
+    data, modified = record.data, epoch(record.modified_at)
+    external_id = data.get("externalId")
+    email = data["email"]
+    entity = (
+        f"subscriber:{external_id}"
+        if external_id
+        else f"subscriber:email:{fingerprint(email.lower())}"
+    )
+    # What the update sets: a name the platform no longer has is "" (cleared); the API
+    # refuses null names.
+    content = {
+        "email": email,
+        "firstName": data.get("firstName", ""),
+        "lastName": data.get("lastName", ""),
+    }
+    digest = fingerprint(content)
+    create = Guard(entity, "subscriber_create", modified=modified, fingerprint=digest)
+    body = {**data, "duplicateStrategy": "merge"}
+    out = [ApiRequest("POST", SUBSCRIBERS_PATH, body, entity, create.to_dict(), effect_key(create))]
+    if external_id:
+        update = Guard(entity, "subscriber", modified=modified, fingerprint=digest)
+        path = f"{SUBSCRIBERS_PATH}/external?externalId={quote(external_id, safe='')}"
+        out.append(ApiRequest("PATCH", path, content, entity, update.to_dict(), effect_key(update)))
+    return out
+
+
+def requests_for(record: Record) -> list[ApiRequest]:
+    """The guarded requests of a record sent on its own (everything but products)."""
+    if record.kind == "subscriber":
+        return subscriber_requests(record)
+    return [request_for(record)]
+
+
 def product_write(
     product_id: str, payload: dict[str, Any] | None, modified: float | None, event: RawEvent
 ) -> ProductWrite:
     if payload is None:
-        guard = Guard(entity=f"product:{product_id}", rule="delete")
-        return ProductWrite(product_id, "delete", None, guard.to_dict(), event_ref(event))
+        # A deletion (no time: product.deleted says only the id) or an unpublished snapshot
+        # (its modified time: an older snapshot must not undo it, nor it a newer one).
+        guard = Guard(entity=f"product:{product_id}", rule="delete", modified=modified)
+        return ProductWrite(product_id, "delete", None, guard.to_dict(), event_ref(event), modified)
     guard = Guard(
         entity=f"product:{product_id}",
         rule="product",
@@ -110,14 +167,14 @@ class Planner:
     def plan(self, event: RawEvent, records: Sequence[Record]) -> Plan:
         plan = Plan()
         for record in records:
-            if record.kind in ("order", "checkout", "back_in_stock"):
-                plan.requests.append(request_for(record))
+            if record.kind in ("order", "checkout", "back_in_stock", "subscriber"):
+                plan.requests.extend(requests_for(record))
             elif record.kind == "product":
                 self._product(plan, record, event)
             elif record.kind == "variant":
                 self._variant(plan, record, event)
             elif record.kind == "product_delete":
-                self._delete(plan, record.data["productId"], event)
+                self._delete(plan, record.data["productId"], epoch(record.modified_at), event)
         return plan
 
     def _product(self, plan: Plan, record: Record, event: RawEvent) -> None:
@@ -152,14 +209,16 @@ class Planner:
                 plan.products.append(
                     product_write(product_id, composed.payload, composed.modified, event)
                 )
-            else:
-                # Sending one variant would replace the product's whole list at the API.
-                plan.held.append(
-                    f"variant {variant['variantId']} of product {product_id}: held until the "
-                    "product's variant list is known in full"
-                )
+                return
+            if not fresh:
+                why = "a newer update of it is known"
+            elif composed is None:  # unknown yet, or deleted or unpublished
+                why = "held until its product is known and published"
+            else:  # sending one variant would replace the product's whole list at the API
+                why = "held until the product's variant list is known in full"
+            plan.held.append(f"variant {variant['variantId']} of product {product_id}: {why}")
 
-    def _delete(self, plan: Plan, product_id: str, event: RawEvent) -> None:
+    def _delete(self, plan: Plan, product_id: str, modified: float | None, event: RawEvent) -> None:
         parent = self.variants.parent_of(product_id)
         if parent is not None:  # a deleted variation: its parent's list shrinks
             with self.store.lock(f"product:{parent}"):
@@ -171,5 +230,6 @@ class Planner:
                     )
             return
         with self.store.lock(f"product:{product_id}"):
-            self.variants.forget_product(product_id)
-            plan.products.append(product_write(product_id, None, None, event))
+            # Its variants are kept: republished (or restored), it comes back whole.
+            self.variants.withdraw(product_id, modified)
+            plan.products.append(product_write(product_id, None, modified, event))

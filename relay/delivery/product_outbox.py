@@ -54,7 +54,9 @@ local function release(write)
 end
 """
 # ARGV: event prefix, product id, write, modified ('' = none), now
-_PUT = _RELEASE + """
+_PUT = (
+    _RELEASE
+    + """
 local current = redis.call('hget', KEYS[1], ARGV[2])
 if current and ARGV[4] ~= '' then
   local stored = cjson.decode(current)['modified']
@@ -68,8 +70,11 @@ redis.call('hset', KEYS[1], ARGV[2], ARGV[3])
 redis.call('set', KEYS[2], ARGV[5], 'NX')
 return redis.call('hlen', KEYS[1])
 """
+)
 # ARGV: event prefix, product ids...
-_DONE = _RELEASE + """
+_DONE = (
+    _RELEASE
+    + """
 for i = 2, #ARGV do
   local write = redis.call('hget', KEYS[1], ARGV[i])
   if write then
@@ -78,11 +83,15 @@ for i = 2, #ARGV do
   end
 end
 """
+)
 # ARGV: event prefix
-_DROP = _RELEASE + """
+_DROP = (
+    _RELEASE
+    + """
 for _, write in ipairs(redis.call('hvals', KEYS[1])) do release(write) end
 redis.call('del', KEYS[1])
 """
+)
 _TAKE = """
 if redis.call('exists', KEYS[2]) == 1 then return 1 end
 if redis.call('exists', KEYS[1]) == 0 then return 0 end
@@ -151,9 +160,9 @@ class ProductOutbox:
             pipe.expire(key, self.event_ttl_seconds)
         now = time.time()
         for n, write in enumerate(writes):
-            modified = (
-                "" if write.op == "delete" or write.modified is None else repr(write.modified)
-            )
+            # A delete without a time (product.deleted) replaces whatever waits; an
+            # unpublished snapshot's delete is ordered by its time like an upsert.
+            modified = "" if write.modified is None else repr(write.modified)
             stamped = ProductWrite(**{**write.__dict__, "seq": now + n * 1e-6})
             self._put(
                 keys=[OUTBOX, SINCE],

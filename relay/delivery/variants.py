@@ -118,6 +118,22 @@ class VariantMemory:
             pipe.hset(_product_key(product_id), "variant_ids", json.dumps(ids))
         pipe.execute()
 
+    def withdraw(self, product_id: str, modified: float | None) -> None:
+        """The product left the catalog (deleted, or no longer published): forget its own
+        fields, so that no variation update recomposes it, but keep its variants, so that a
+        newer snapshot that publishes it again comes back with its whole list. `modified`
+        (an unpublished snapshot's time) makes older snapshots of the product stale."""
+        key = _product_key(product_id)
+        stored = self.redis.hget(key, "modified")
+        if stored is None and not self.redis.exists(key):
+            return  # a product without variants: nothing remembered
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(key, "base")
+        if modified is not None and _newer(modified, stored and stored.decode()):
+            pipe.hset(key, "modified", repr(modified))
+        self._touch(pipe, key)
+        pipe.execute()
+
     def forget_product(self, product_id: str) -> None:
         variant_ids = [v.decode() for v in self.redis.hkeys(_variants_key(product_id))]
         keys = [_product_key(product_id), _variants_key(product_id)]

@@ -11,6 +11,7 @@ from typing import Any
 
 from relay.app import create_app
 from relay.delivery.deadletters import DeadLetters
+from relay.delivery.entity_rules import epoch
 from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
 from relay.intake.acceptor import Acceptor
@@ -23,9 +24,16 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_bytes())
 
 
-def event(payload: dict[str, Any], topic: str, platform: str = "woocommerce") -> RawEvent:
+def event(
+    payload: dict[str, Any], topic: str, platform: str = "woocommerce", received_at: float = 0.0
+) -> RawEvent:
     return RawEvent(
-        new_event_id(), platform, topic, 0.0, json.dumps(payload).encode(), "application/json"
+        new_event_id(),
+        platform,
+        topic,
+        received_at,
+        json.dumps(payload).encode(),
+        "application/json",
     )
 
 
@@ -236,6 +244,115 @@ def test_f4_a_captured_delete_replayed_after_the_dedup_window_deletes_nothing(
     assert fake_api.paths()[2:] == ["POST /api/v1/products", "DELETE /api/v1/products/41"]
 
 
+def test_an_ended_sale_clears_the_compare_at_price_once(redis, fake_api, worker):
+    send(redis, event(fixture("product.simple.on-sale.json"), "product.updated"))
+    worker.run()
+    ended = fixture("product.simple.sale-ended.json")
+    send(redis, event(ended, "product.updated"))
+    worker.run()
+    # The same snapshot again, stamped later (a re-save that changed nothing): not sent.
+    send(redis, event({**ended, "date_modified_gmt": "2024-03-09T11:00:00"}, "product.updated"))
+    worker.run()
+    sent = [(p["priceCents"], p["compareAtPriceCents"]) for [p] in product_requests(fake_api)]
+    assert sent == [(1125, 1250), (1250, None)]
+    assert "compareAtPriceCents" in product_requests(fake_api)[1][0]  # explicitly null
+
+
+def test_a_product_sent_without_its_nulls_is_sent_once_with_them(redis, fake_api, worker):
+    # What a relay before explicit nulls delivered: the same product with the fields it did
+    # not have left out. The first snapshot after the upgrade differs only in its nulls,
+    # and must still go once: the API still holds whatever those fields held before.
+    old_shape = {
+        "productId": "42",
+        "title": "Espresso Cup",
+        "description": "Small & strong.",
+        "url": "https://shop.example.com/product/espresso-cup/",
+        "priceCents": 800,
+        "inStock": False,
+        "providerCreatedAt": "2023-11-02T09:15:00Z",
+    }
+    custom = {"type": "product", "data": old_shape}
+    send(redis, event(custom, "product", platform="custom"))
+    worker.run()
+    cup = fixture("product.simple.out-of-stock.json")
+    send(redis, event(cup, "product.updated"))
+    worker.run()
+    send(redis, event({**cup, "date_modified_gmt": "2024-03-03T08:00:00"}, "product.updated"))
+    worker.run()
+    bodies = [p for [p] in product_requests(fake_api)]
+    assert len(bodies) == 2
+    assert bodies[1] == {**old_shape, "imageUrl": None, "compareAtPriceCents": None}
+
+
+def test_an_unpublished_product_is_deleted_and_comes_back_when_republished(redis, fake_api, worker):
+    mug = fixture("product.simple.on-sale.json")  # product 41, modified 2024-03-01 11:00
+    send(redis, event(mug, "product.updated"))
+    worker.run()
+    send(redis, event(fixture("product.simple.unpublished.json"), "product.updated"))  # 03-10
+    worker.run()
+    send(redis, event(mug, "product.updated"))  # the published snapshot again, older: stays gone
+    worker.run()
+    republished = {**mug, "date_modified_gmt": "2024-03-12T09:00:00"}
+    send(redis, event(republished, "product.updated"))
+    worker.run()
+    # A draft snapshot older than the republished one arrives late: it deletes nothing.
+    late = {**mug, "status": "draft", "date_modified_gmt": "2024-03-11T09:00:00"}
+    send(redis, event(late, "product.updated"))
+    worker.run()
+    assert fake_api.paths() == [
+        "POST /api/v1/products",
+        "DELETE /api/v1/products/41",
+        "POST /api/v1/products",
+    ]
+    assert product_requests(fake_api)[1][0]["priceCents"] == 1125
+
+
+def test_snapshots_waiting_together_are_ordered_by_time_deletes_included(redis, fake_api, worker):
+    mug = fixture("product.simple.on-sale.json")  # 2024-03-01
+    unpublished = fixture("product.simple.unpublished.json")  # 2024-03-10
+    send(redis, event(mug, "product.updated"))
+    worker.run()
+    # Each pair waits in the outbox together, the newer first: the older must not replace it.
+    republished = {**mug, "price": "10.00", "date_modified_gmt": "2024-03-12T09:00:00"}
+    send(redis, event(republished, "product.updated"), event(unpublished, "product.updated"))
+    worker.run()
+    later = {**unpublished, "date_modified_gmt": "2024-03-14T09:00:00"}
+    send(redis, event(later, "product.updated"), event(republished, "product.updated"))
+    worker.run()
+    assert fake_api.paths() == [
+        "POST /api/v1/products",
+        "POST /api/v1/products",
+        "DELETE /api/v1/products/41",
+    ]
+    assert product_requests(fake_api)[1][0]["priceCents"] == 1000
+
+
+def test_an_unpublished_variable_product_comes_back_with_all_its_variants(redis, fake_api, worker):
+    parent = fixture("product.variable.json")  # 36, variations 192, 194, 193
+    send(redis, event(parent, "product.updated"))
+    send(redis, *(variation(v, "2018-02-09T10:00:00") for v in (192, 193, 194)))
+    worker.run()
+    assert len(product_requests(fake_api)[-1][0]["variants"]) == 3
+    send(
+        redis,
+        event(
+            {**parent, "status": "draft", "date_modified_gmt": "2018-02-10T10:00:00"},
+            "product.updated",
+        ),
+    )
+    worker.run()
+    # A variation edited while its product is a draft: nothing goes (it would recreate it).
+    send(redis, variation(194, "2018-02-11T10:00:00", stock_status="outofstock"))
+    worker.run()
+    assert fake_api.paths()[-1] == "DELETE /api/v1/products/36"
+    send(redis, event({**parent, "date_modified_gmt": "2018-02-12T10:00:00"}, "product.updated"))
+    worker.run()
+    back = product_requests(fake_api)[-1][0]
+    assert fake_api.paths()[-1] == "POST /api/v1/products"
+    assert [v["variantId"] for v in back["variants"]] == ["192", "194", "193"]
+    assert back["variants"][1]["inStock"] is False  # the edit made while it was a draft
+
+
 def test_older_product_snapshot_and_unchanged_repeats_are_not_sent(redis, fake_api, worker):
     product = fixture("product.simple.on-sale.json")
     newer = {**product, "price": "10.00", "date_modified_gmt": "2024-03-02T11:00:00"}
@@ -311,6 +428,98 @@ def test_one_bad_product_does_not_sink_its_batch(redis, fake_api, worker):
     letter = DeadLetters(redis).get(events[1].id)
     assert letter.reason == "permanent_error"
     assert letter.pending[0]["body"]["products"][0]["productId"] == "2001"
+
+
+# --- customers ---------------------------------------------------------------------------
+
+GRACE = fixture("customer.created.json")  # customer 7, created 2024-03-05 09:42:11
+JUST_AFTER = epoch("2024-03-05T09:42:20Z")
+
+
+def customer(modified: str, **changes: Any) -> RawEvent:
+    body = {**GRACE, **changes, "date_modified_gmt": modified}
+    return event(body, "customer.updated", received_at=JUST_AFTER)
+
+
+def subscriber_requests(api) -> list[tuple[str, Any]]:
+    return [(f"{r.method} {r.path}", r.body) for r in api.requests if "/subscribers" in r.path]
+
+
+def test_a_customer_created_then_updated_is_posted_then_patched(redis, fake_api, worker):
+    send(redis, event(GRACE, "customer.created", received_at=JUST_AFTER))
+    worker.run()
+    no_last_name = {**GRACE["billing"], "last_name": ""}
+    renamed = customer(
+        "2024-03-06T08:00:00", first_name="Amazing Grace", last_name="", billing=no_last_name
+    )
+    send(redis, renamed)
+    worker.run()
+    assert subscriber_requests(fake_api) == [
+        (
+            "POST /api/v1/subscribers",
+            {
+                "email": "grace.hopper@example.com",
+                "externalId": "7",
+                "firstName": "Grace",
+                "lastName": "Hopper",
+                "duplicateStrategy": "merge",
+            },
+        ),
+        (
+            "PATCH /api/v1/subscribers/external?externalId=7",
+            # The cleared last name is cleared ("", never null: the API refuses null).
+            {"email": "grace.hopper@example.com", "firstName": "Amazing Grace", "lastName": ""},
+        ),
+    ]
+    # Remembered as long as orders are: customers change rarely, and a subscriber the relay
+    # forgot would be created (merged) again instead of updated.
+    assert redis.ttl("relay:state:subscriber:7") > 365 * 86400
+
+
+def test_an_older_or_unchanged_customer_snapshot_is_not_sent(redis, fake_api, worker):
+    send(redis, event(GRACE, "customer.created", received_at=JUST_AFTER))
+    send(redis, customer("2024-03-07T08:00:00", email="grace@example.org"))
+    worker.run()
+    send(redis, customer("2024-03-06T08:00:00", email="old@example.org"))  # older: dropped
+    send(redis, customer("2024-03-08T08:00:00", email="grace@example.org"))  # the same again
+    worker.run()
+    assert [(line, body["email"]) for line, body in subscriber_requests(fake_api)] == [
+        ("POST /api/v1/subscribers", "grace.hopper@example.com"),
+        ("PATCH /api/v1/subscribers/external?externalId=7", "grace@example.org"),
+    ]
+    # The unchanged one moved the clock on: the older one is older still.
+    send(redis, customer("2024-03-07T12:00:00", email="old@example.org"))
+    worker.run()
+    assert len(subscriber_requests(fake_api)) == 2
+
+
+def test_a_customer_first_seen_long_after_registering_is_created_as_imported(
+    redis, fake_api, worker
+):
+    # Ada registered in 2021, before the relay was connected; her first event is an update.
+    ada = fixture("customer.updated.existing-customer.json")
+    send(redis, event(ada, "customer.updated", received_at=epoch("2024-02-28T07:00:05Z")))
+    worker.run()
+    [(line, body)] = subscriber_requests(fake_api)  # the update is what the create carried
+    assert line == "POST /api/v1/subscribers"
+    assert body["createdAt"] == "2021-06-14T15:03:27Z"  # no welcome sequence for her
+
+
+def test_an_update_that_finds_nobody_is_a_dead_letter_and_creates_no_one(redis, fake_api, worker):
+    send(redis, event(GRACE, "customer.created", received_at=JUST_AFTER))
+    worker.run()
+    missing = {"success": False, "error": "Subscriber not found", "code": "NOT_FOUND"}
+    fake_api.fail("/api/v1/subscribers/external", status=404, body=missing)
+    update = customer("2024-03-06T08:00:00", last_name="Brewster")
+    send(redis, update)
+    worker.run()
+    letter = DeadLetters(redis).get(update.id)
+    assert letter.reason == "permanent_error"
+    assert "404" in letter.error
+    assert [line for line, _ in subscriber_requests(fake_api)] == [
+        "POST /api/v1/subscribers",
+        "PATCH /api/v1/subscribers/external?externalId=7",
+    ]
 
 
 # --- the rest ------------------------------------------------------------------------------

@@ -107,6 +107,46 @@ def test_delete_always_goes_and_forgets_the_content():
     assert decide(upsert, state).send  # a restored product is sent again
 
 
+def test_an_unpublished_products_delete_follows_last_write_wins():
+    published = Guard("product:1", "product", modified=200.0, fingerprint="a")
+    state = after(published)
+    assert not decide(Guard("product:1", "delete", modified=100.0), state).send  # older
+    unpublished = Guard("product:1", "delete", modified=300.0)
+    assert decide(unpublished, state).send
+    gone = after(published, unpublished)
+    # Published snapshots: one from before the withdrawal stays out, a newer one comes back.
+    assert not decide(Guard("product:1", "product", modified=250.0, fingerprint="a"), gone).send
+    assert decide(Guard("product:1", "product", modified=400.0, fingerprint="a"), gone).send
+    # Unpublished again later while already gone: nothing to send, but it is the newest
+    # state, so a published snapshot from between the two stays out.
+    again = Guard("product:1", "delete", modified=500.0)
+    decision = decide(again, gone)
+    assert not decision.send
+    gone_later = {**gone, **skipped(again, decision, gone)}
+    assert not decide(
+        Guard("product:1", "product", modified=450.0, fingerprint="a"), gone_later
+    ).send
+
+
+def test_a_subscriber_is_created_once_then_updated_when_its_content_changes():
+    create = Guard("subscriber:7", "subscriber_create", modified=100.0, fingerprint="a")
+    update = Guard("subscriber:7", "subscriber", modified=100.0, fingerprint="a")
+    assert decide(create, {}).send
+    created = after(create)
+    assert not decide(update, created).send  # the create carried this content
+    later_create = Guard("subscriber:7", "subscriber_create", modified=200.0, fingerprint="b")
+    assert not decide(later_create, created).send
+    changed = Guard("subscriber:7", "subscriber", modified=200.0, fingerprint="b")
+    assert decide(changed, created).send
+    state = after(create, changed)
+    older = Guard("subscriber:7", "subscriber", modified=150.0, fingerprint="c")
+    assert not decide(older, state).send
+    again = Guard("subscriber:7", "subscriber", modified=300.0, fingerprint="b")
+    decision = decide(again, state)
+    assert not decision.send
+    assert skipped(again, decision, state) == {"modified": "300.0"}
+
+
 def test_guard_round_trip_and_epoch():
     guard = order("refunded", refund=5, modified=1.5, never_paid=True)
     assert Guard.from_dict(guard.to_dict()) == guard

@@ -193,7 +193,7 @@ def test_same_delivery_id_with_different_bodies_are_two_events(client, redis):
 
 
 def test_unused_topic_is_200_ignored(client, redis):
-    response = post(client, {"id": 3, "email": "a@example.com"}, topic="customer.created")
+    response = post(client, {"id": 3, "code": "SPRING10"}, topic="coupon.created")
     assert response.status_code == 200
     assert response.get_json()["status"] == "ignored"
     assert queued_events(redis) == []
@@ -300,3 +300,29 @@ def test_f4_a_captured_order_replayed_under_another_topic_is_refused(
     assert genuine.status_code == 202
     worker.run()
     assert fake_api.paths() == ["DELETE /api/v1/products/41"]
+
+
+def test_customer_webhooks_are_taken_and_a_body_of_another_kind_is_refused(client, redis):
+    customer = (SAMPLE.parent / "customer.created.json").read_bytes()
+    assert post(client, customer, topic="customer.created").status_code == 202
+    assert post(client, customer, topic="customer.updated").status_code == 202
+    # Bodies replayed under a customer topic, and a customer's under another one: refused.
+    order = SAMPLE.read_bytes()
+    product = (SAMPLE.parent / "product.simple.on-sale.json").read_bytes()
+    for body, topic in (
+        (order, "customer.updated"),
+        (product, "customer.created"),
+        (customer, "product.updated"),
+        (customer, "order.updated"),
+    ):
+        refused = post(client, body, topic=topic)
+        assert refused.status_code == 400, topic
+        assert refused.get_json()["error"]["code"] == "topic_mismatch"
+    # A deleted account is answered, not stored (README: it is not an unsubscribe).
+    deleted = post(client, b'{"id": 7}', topic="customer.deleted")
+    assert deleted.status_code == 200
+    assert deleted.get_json() == {
+        "status": "ignored",
+        "reason": "a deleted store account is not an unsubscribe: the subscriber stays",
+    }
+    assert [e.topic for e in queued_events(redis)] == ["customer.created", "customer.updated"]

@@ -43,11 +43,7 @@ def build(
         client = InstrumentedClient(
             SandboxClient(redis)
             if settings.sandbox
-            else CommerceClient(
-                settings.commerce_api_url,
-                settings.commerce_api_key or "",
-                settings.api_timeout_seconds,
-            )
+            else CommerceClient.from_settings(settings)
         )
     events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
     store = EntityStore(redis, lock_ttl_seconds=settings.job_timeout_seconds)

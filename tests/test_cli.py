@@ -116,7 +116,7 @@ def test_check_probes_the_api_key(env, redis, fake_api):
         {**env, "RELAY_COMMERCE_API_URL": fake_api.url, "RELAY_COMMERCE_API_KEY": API_KEY}, "check"
     )
     assert good.exit_code == 0, good.output
-    assert fake_api.paths() == ["GET /api/v1/account"]
+    assert fake_api.paths() == ["GET /api/v1/subscribers/me", "GET /api/v1/account"]
     bad = CliRunner().invoke(
         main,
         ["check"],
@@ -125,6 +125,49 @@ def test_check_probes_the_api_key(env, redis, fake_api):
     assert bad.exit_code == 1
     assert "HTTP 401" in bad.output and "API key" in bad.output
     assert "wrong" not in bad.output
+
+
+def test_issue13_check_says_where_the_data_lands_and_refuses_an_unbound_personal_key(
+    env, redis, fake_api
+):
+    """Issue 13: `relay check` said "ok" for any key that could read /account. A personal
+    key reaches several workspaces; without RELAY_COMMERCE_COMPANY_ID every order and
+    product goes to whichever one it selects at the time. The check now reads the key's
+    type and company (GET /subscribers/me, GET /account), prints the workspace, and fails
+    with one line for a personal key with no company id."""
+    live = {**env, "RELAY_COMMERCE_API_URL": fake_api.url, "RELAY_COMMERCE_API_KEY": API_KEY}
+    company = invoke(live, "check")
+    assert company.exit_code == 0, company.output
+    assert "workspace      Fake Shop (company-fake): the data lands here (company key)" in (
+        company.output
+    )
+
+    fake_api.key_type = "personal"
+    fake_api.reset()
+    personal = CliRunner().invoke(main, ["check"], env=live)
+    assert personal.exit_code == 1
+    [line] = [row for row in personal.output.splitlines() if "FAILED" in row]
+    assert line.startswith(
+        "workspace      FAILED: the API key is a personal key and RELAY_COMMERCE_COMPANY_ID "
+        "is unset"
+    )
+    assert "company-fake (Fake Shop), company-other (Other Shop)" in line  # what to set
+    assert API_KEY not in personal.output
+
+    fake_api.reset()
+    bound = invoke({**live, "RELAY_COMMERCE_COMPANY_ID": "company-other"}, "check")
+    assert bound.exit_code == 0, bound.output
+    assert (
+        "workspace      Other Shop (company-other): the data lands here (personal key, "
+        "selected by RELAY_COMMERCE_COMPANY_ID)"
+    ) in bound.output
+    assert {r.header("x-company-id") for r in fake_api.requests} == {"company-other"}
+
+    unknown = CliRunner().invoke(main, ["check"], env={**live, "RELAY_COMMERCE_COMPANY_ID": "nope"})
+    assert unknown.exit_code == 1
+    assert "workspace      FAILED: RELAY_COMMERCE_COMPANY_ID is nope, which the API key does " in (
+        unknown.output
+    )
 
 
 def test_check_reports_unreachable_redis(env):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import g, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from relay import workspace
 from relay.admin.auth import FailedLogins, Sessions
 from relay.admin.blueprint import (
     DEAD_LETTERS_SHOWN,
@@ -100,6 +101,7 @@ def overview() -> str:
         platform_filter=platform,
         records=sandbox_records(SANDBOX_RECORDS_SHOWN),
         api_url=without_credentials(ctx.settings.commerce_api_url),
+        workspace=workspace.status(ctx.settings, workspace.load(ctx.redis)),
     )
 
 

@@ -29,6 +29,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from relay.delivery import context as worker_context
+from relay.delivery.account import refresh_if_stale
 from relay.event_queue import QUEUE_NAME, EventQueue, make_queue
 from relay.inbox import Inbox
 from relay.redis_conn import connect
@@ -122,14 +123,17 @@ def ensure_draining(redis: Redis) -> None:
 
 
 class RelayWorker(SimpleWorker):
-    """RQ's SimpleWorker, whose maintenance pass also checks that the inbox is drained, and
-    drops dead letters past their retention time even when no new one arrives."""
+    """RQ's SimpleWorker, whose maintenance pass also checks that the inbox is drained,
+    drops dead letters past their retention time even when no new one arrives, and asks
+    which workspace the data lands in (at start, then hourly: relay/delivery/account.py)."""
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
         try:
             ensure_draining(self.connection)
-            worker_context.current().dead_letters.trim()
+            context = worker_context.current()
+            context.dead_letters.trim()
+            refresh_if_stale(context.settings, context.redis)
         except RedisError:
             log.warning("could not check the inbox and the dead letters")
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from relay import stats
 from relay.admin.view import SILENT_AFTER_SECONDS, ago
 from relay.app import create_app
+from relay.delivery.account import refresh_if_stale
 from relay.delivery.commerce_api import ApiRequest, SandboxClient
 from relay.delivery.deadletters import DeadLetters
 from tests.admin.conftest import (
@@ -125,3 +126,42 @@ def test_notices_are_fixed_texts(web):
     log_in(web)
     html = web.get("/admin/?notice=<script>alert(1)</script>").get_data(as_text=True)
     assert "<script>" not in html
+
+
+def _workspace_section(html: str) -> str:
+    return re.search(r'<section id="workspace".*?</section>', html, re.S).group(0)
+
+
+def test_issue13_the_overview_names_the_workspace_and_when_it_was_checked(
+    web, redis, settings, fake_api
+):
+    """Issue 13: the admin page did not say where the data lands. It shows the workspace a
+    worker last found (from Redis, no API call), when, and a personal key's problem."""
+    log_in(web)
+    assert "not checked yet" in _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert refresh_if_stale(settings, redis)
+    asked = len(fake_api.requests)
+    section = _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert "Fake Shop" in section and "<code>company-fake</code>" in section
+    assert "company key" in section and "just now" in section
+    status = web.get("/admin/api/status", headers=bearer()).get_json()
+    assert (status["workspace"]["name"], status["workspace"]["key_type"]) == (
+        "Fake Shop",
+        "company",
+    )
+    assert len(fake_api.requests) == asked
+
+    fake_api.key_type = "personal"
+    redis.delete("relay:workspace", "relay:workspace:checking")
+    assert refresh_if_stale(settings, redis)
+    section = _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert 'class="warning"' in section and "personal key" in section
+    assert "RELAY_COMMERCE_COMPANY_ID is unset" in section
+
+
+def test_issue13_in_sandbox_the_overview_says_no_workspace(settings, redis):
+    app = create_app(replace(settings, admin_token=TOKEN, commerce_api_key=None), redis=redis)
+    web = app.test_client()
+    log_in(web)
+    section = _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert "Sandbox mode sends nothing to any workspace" in section

@@ -205,16 +205,19 @@ def dlq_list(as_json: bool, limit: int, platform: str | None) -> None:
     if not rows:
         click.echo("no dead letters")
         return
+    from relay.delivery.letter_context import as_text
+
     click.echo(
         f"{'ID':<28} {'PLATFORM':<14} {'TOPIC':<18} {'REASON':<18} {'TRIES':>5}  "
-        f"{'DEAD AT':<20} ERROR"
+        f"{'DEAD AT':<20} {'ABOUT':<48} ERROR"
     )
     for row in rows:
         text = {key: _printable(row[key]) for key in ("id", "platform", "topic", "reason")}
+        about = _printable(as_text(row.get("about"))) or "-"
         click.echo(
             f"{text['id']:<28} {text['platform']:<14} {text['topic']:<18} "
             f"{text['reason']:<18} {row['attempts']:>5}  {_when(row['dead_at']):<20} "
-            f"{_printable(row['error'][:80])}"
+            f"{about:<48} {_printable(row['error'][:80])}"
         )
     if total > len(letters):
         click.echo(f"... {total - len(letters)} more (use --limit)")
@@ -235,7 +238,7 @@ def dlq_show(event_id: str) -> None:
     if letter is None:
         _fail(f"no dead letter {_printable(repr(event_id))}")
     # Redacted as the admin page shows it. JSON escapes every control character.
-    shown = redact(asdict(letter), secrets_of(settings))
+    shown = redact({**asdict(letter), "about": letter.context()}, secrets_of(settings))
     click.echo(json.dumps(shown, indent=2 if sys.stdout.isatty() else None))
 
 

@@ -269,3 +269,48 @@ def test_f7_dlq_replay_and_purge_all_page_through_more_letters_than_one_page(env
         assert DeadLetters(redis).count() == DeadLetters(redis).count("woocommerce") == 0
     finally:
         server.stop()
+
+
+def test_issue13_dlq_list_says_what_each_letter_was_about(env, redis):
+    """Issue 13: `relay dlq list` showed id, topic and error: which order a letter belonged
+    to took `relay dlq show` on each. Text and --json now show the entity, the masked
+    customer and the amount, redacted and escaped like the rest."""
+    token = "stickyio-token-0123456789abcdef"
+    env = {**env, "RELAY_STICKYIO_TOKEN": token}
+    order = {
+        "id": 1042,
+        "number": "WC-1042",
+        "total": "61.38",
+        "currency": "EUR",
+        "billing": {"email": "grace@example.com"},
+    }
+    woo = RawEvent("evt-woo", "woocommerce", "order.created", 1.0, json.dumps(order).encode())
+    DeadLetters(redis).add(replace(letter("evt-woo"), event=woo.to_dict(), reason="mapping_error"))
+    hostile = RawEvent(
+        "evt-sticky",
+        "stickyio",
+        "order",
+        1.0,
+        b"",
+        "",
+        query=f"order_id=7\x1b]0;pwned\x07&email=eve@example.com&order_total=5&note={token}"
+        f"&customer_id={token}",
+    )
+    DeadLetters(redis).add(replace(letter("evt-sticky", "stickyio"), event=hostile.to_dict()))
+
+    rows = {row["id"]: row for row in json.loads(invoke(env, "dlq", "list", "--json").output)}
+    assert rows["evt-woo"]["about"] == {
+        "entity": "order",
+        "id": "1042",
+        "number": "WC-1042",
+        "customer": "g***@example.com",
+        "amount": "61.38",
+        "currency": "EUR",
+        "source": "raw event",
+    }
+    assert rows["evt-sticky"]["about"]["customer_id"] == "[redacted]"
+    table = invoke(env, "dlq", "list").output
+    assert "order 1042 #WC-1042 · g***@example.com · 61.38 EUR" in table
+    assert "order 7\\x1b]0;pwned\\x07 · e***@example.com · 5" in table
+    assert token not in table and "grace@example.com" not in table
+    assert [c for c in table if c != "\n" and ord(c) < 0x20] == []

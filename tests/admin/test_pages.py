@@ -165,3 +165,35 @@ def test_issue13_in_sandbox_the_overview_says_no_workspace(settings, redis):
     log_in(web)
     section = _workspace_section(web.get("/admin/").get_data(as_text=True))
     assert "Sandbox mode sends nothing to any workspace" in section
+
+
+def test_issue13_the_dead_letter_list_and_page_say_what_it_was_about(web, redis):
+    """Issue 13: the overview's dead letters showed topic and error only. Each row now says
+    what the event was about (entity, masked customer, amount), and the letter's page shows
+    the API's code, message and issues as a table, all escaped and redacted."""
+    letter = add_letter(redis)  # a WooCommerce order: 1042, ada@example.com, 61.38 EUR
+    letter.response = {
+        "status": 422,
+        "error": "HTTP 422: VALIDATION_ERROR Invalid order (at customer.email)",
+        "body": "{}",
+        "code": "VALIDATION_ERROR",
+        "message": "Invalid <order>",
+        "issues": [
+            {"path": "status", "message": "Invalid enum", "allowedValues": ["placed", "refunded"]}
+        ],
+        "retryable": False,
+    }
+    letter.about = None  # worked out when it is stored (add_letter stored it before)
+    DeadLetters(redis).add(replace(letter, pending=None))
+    log_in(web)
+    html = web.get("/admin/").get_data(as_text=True)
+    row = re.search(rf'<tr id="dl-{letter.id}">(.*?)</tr>', html, re.S).group(1)
+    assert "order 1042 · a***@example.com · 61.38 EUR" in row
+    assert "ada@example.com" not in html
+    page = web.get(f"/admin/dead-letters/{letter.id}").get_data(as_text=True)
+    assert "order 1042 · a***@example.com · 61.38 EUR" in page
+    assert "<code>VALIDATION_ERROR</code>" in page and "Invalid &lt;order&gt;" in page
+    issues = re.search(r'<table class="issues">.*?</table>', page, re.S).group(0)
+    assert "<code>status</code>" in issues and "Invalid enum" in issues
+    assert "<code>placed</code>, <code>refunded</code>" in issues
+    assert "no, says the API" in page

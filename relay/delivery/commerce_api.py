@@ -108,10 +108,10 @@ def product_path(product_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class ApiError:
+class ApiErrorBody:
     """What the API's error body says, in either of its shapes: the SDK's `Error`
     `{success?, error: str, code?, issues?[{path, message, allowedValues?}], retryable?}`
-    (and `AgentFriendlyError`, which adds a title and a resolution), or the older
+    (`AgentFriendlyError` has the same `error` and `code`), or the older
     `{error: {code, message}}`. Empty when the body is not JSON or has none of it."""
 
     code: str = ""
@@ -145,7 +145,7 @@ class Outcome:
     error: str = ""
     body: str = ""
     duration: float = 0.0
-    api_error: ApiError | None = None  # what the API's error body said, when it was JSON
+    api_error: ApiErrorBody | None = None  # what the API's error body said, when it was JSON
 
     def to_dict(self) -> dict[str, Any]:
         """What a dead letter keeps of the answer: the API's code, message and issues
@@ -178,7 +178,7 @@ def classify(method: str, status: int, headers: Any, body: str, duration: float)
     )
 
 
-def is_transient(status: int, api_error: ApiError | None) -> bool:
+def is_transient(status: int, api_error: ApiErrorBody | None) -> bool:
     """Would sending the same request again later succeed? The API's explicit `retryable`
     first, then the status (a 409 by what its body says)."""
     if api_error is not None and api_error.retryable is not None:
@@ -195,7 +195,7 @@ def is_transient(status: int, api_error: ApiError | None) -> bool:
 _IN_PROGRESS = re.compile(r"in[ _-]?progress|in[ _-]?use|concurrent|being processed", re.I)
 
 
-def conflict_is_transient(api_error: ApiError | None) -> bool:
+def conflict_is_transient(api_error: ApiErrorBody | None) -> bool:
     if api_error is None:
         return False
     return bool(_IN_PROGRESS.search(f"{api_error.code} {api_error.message}"))
@@ -260,7 +260,7 @@ def _issues(raw: Any) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def parse_error_body(body: str) -> ApiError | None:
+def parse_error_body(body: str) -> ApiErrorBody | None:
     """The API's code, message, issues and retryable from its error body (either shape);
     None when the body is not a JSON object."""
     try:
@@ -275,7 +275,7 @@ def parse_error_body(body: str) -> ApiError | None:
     else:
         code, message = data.get("code"), error if isinstance(error, str) else data.get("message")
     retryable = data.get("retryable")
-    return ApiError(
+    return ApiErrorBody(
         code=_text(code),
         message=_text(message),
         issues=_issues(data.get("issues")),

@@ -24,7 +24,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from redis import Redis, RedisError
+from redis import Redis
 
 from relay import workspace as records
 from relay.delivery.commerce_api import CommerceClient, Outcome
@@ -178,9 +178,10 @@ def refresh_if_stale(settings: Settings, redis: Redis, now: float | None = None)
     )
     try:
         outcome, found = check_and_keep(client, settings, redis)
-    except RedisError:
-        raise
-    except Exception:  # a surprise in an answer must not stop the worker's maintenance
+    except (AttributeError, KeyError, TypeError, ValueError):
+        # A surprise in an answer must not stop the worker's maintenance. Nothing broader:
+        # RQ stops a worker (SIGTERM) by raising StopRequested from its signal handler,
+        # which may land here, mid-request.
         log.exception("could not check the workspace")
         return True
     if found is None:

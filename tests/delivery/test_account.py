@@ -3,8 +3,10 @@ API, kept in Redis for the probes and the admin page (relay/workspace.py)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
+import pytest
 from rq.serializers import JSONSerializer
 
 from relay import workspace
@@ -12,7 +14,8 @@ from relay.delivery import context as worker_context
 from relay.delivery.account import CHECK_LOCK, REFRESH_SECONDS, decide, refresh_if_stale
 from relay.delivery.worker import RelayWorker
 from relay.event_queue import make_queue
-from tests.conftest import WorkerHarness
+from tests.conftest import WorkerHarness, wait_until
+from tests.runtime.test_metrics import StandaloneWorker
 
 
 def account_reads(fake_api) -> list[str]:
@@ -89,3 +92,24 @@ def test_decide_reads_both_shapes_and_a_key_bound_elsewhere():
     assert "belongs to workspace One (c1)" in decide(me, account, "c2").problem
     # Answers that are not what the SDK says: no crash, nothing known.
     assert decide({"account": "x"}, {"companies": "abc"}, None).label() == "unknown"
+
+
+@pytest.mark.e2e
+def test_a_worker_stopped_while_it_asks_stops(tmp_path, redis_server, redis, fake_api):
+    """The check runs in RQ's maintenance pass, where RQ's SIGTERM handler raises
+    StopRequested: it must reach RQ, not be taken for a bad answer (the worker would then
+    carry on and never stop)."""
+    # The first read is answered (and recorded) at once, the second held back: once the
+    # first is recorded, the worker waits for the second.
+    fake_api.fail("/api/v1/account", status=200, body={"success": True}, delay=20.0)
+    process = StandaloneWorker(tmp_path, redis_server.url, fake_api.url).start()
+    try:
+        wait_until(lambda: fake_api.requests or process.poll() is not None, timeout=30)
+        time.sleep(0.5)  # well inside the second read
+        assert process.poll() is None
+        process.terminate()
+        assert process.wait(15) == 0  # not after the 20 s answer: at once
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -21,7 +21,9 @@ def unmappable_order(order_id: int) -> bytes:
     return json.dumps(payload).encode()
 
 
-def test_f7_retention_and_cap_drop_the_oldest_and_the_metric_counts_them(settings, redis, client):
+def test_f7_retention_and_cap_drop_the_oldest_and_the_metric_counts_them(
+    settings, redis, client
+):
     """Review F7: dead letters were a plain SET with no TTL and no cap on a `noeviction`
     Redis: every signed junk event kept its whole body until someone purged it."""
     cap = 3

@@ -149,7 +149,12 @@ def test_a_worker_run_alone_serves_its_delivery_counters(tmp_path, redis_server,
         assert "relay_queue_depth" not in text
     finally:
         process.terminate()
-        process.wait(60)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:  # never left running: it would take other tests' jobs
+            process.kill()
+            process.wait()
+            raise
 
 
 def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path, redis_server, fake_api):

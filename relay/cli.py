@@ -205,16 +205,19 @@ def dlq_list(as_json: bool, limit: int, platform: str | None) -> None:
     if not rows:
         click.echo("no dead letters")
         return
+    from relay.delivery.letter_context import as_text
+
     click.echo(
         f"{'ID':<28} {'PLATFORM':<14} {'TOPIC':<18} {'REASON':<18} {'TRIES':>5}  "
-        f"{'DEAD AT':<20} ERROR"
+        f"{'DEAD AT':<20} {'ABOUT':<48} ERROR"
     )
     for row in rows:
         text = {key: _printable(row[key]) for key in ("id", "platform", "topic", "reason")}
+        about = _printable(as_text(row.get("about"))) or "-"
         click.echo(
             f"{text['id']:<28} {text['platform']:<14} {text['topic']:<18} "
             f"{text['reason']:<18} {row['attempts']:>5}  {_when(row['dead_at']):<20} "
-            f"{_printable(row['error'][:80])}"
+            f"{about:<48} {_printable(row['error'][:80])}"
         )
     if total > len(letters):
         click.echo(f"... {total - len(letters)} more (use --limit)")
@@ -235,7 +238,7 @@ def dlq_show(event_id: str) -> None:
     if letter is None:
         _fail(f"no dead letter {_printable(repr(event_id))}")
     # Redacted as the admin page shows it. JSON escapes every control character.
-    shown = redact(asdict(letter), secrets_of(settings))
+    shown = redact({**asdict(letter), "about": letter.context()}, secrets_of(settings))
     click.echo(json.dumps(shown, indent=2 if sys.stdout.isatty() else None))
 
 
@@ -333,34 +336,29 @@ def sandbox(limit: int, as_json: bool) -> None:
 
 @main.command()
 def check() -> None:
-    """Validate configuration, reach Redis and the Commerce API; exit non-zero on a problem."""
+    """Validate configuration, reach Redis and the Commerce API, say which workspace the
+    data lands in; exit non-zero on a problem."""
     from redis import exceptions as redis_errors
-
-    from relay.delivery.commerce_api import CommerceClient
 
     settings, registry = _load()
     problems = 0
     click.echo("configuration  ok")
+    workspace_lines, workspace, failed = _check_workspace(settings)
+    problems += failed
     try:
         with _redis(settings) as redis:
             redis.ping()
+            if workspace is not None:  # for /readyz and the admin page, which never ask
+                from relay.workspace import save
+
+                save(redis, workspace)
         where = "RELAY_REDIS_URL" if settings.redis_url else f"embedded, {settings.data_dir}"
         click.echo(f"redis          ok ({where})")
     except (redis_errors.RedisError, OSError) as exc:
         problems += 1
         click.echo(f"redis          UNREACHABLE: {type(exc).__name__}")
-    if settings.sandbox:
-        click.echo("commerce api   sandbox: RELAY_COMMERCE_API_KEY is unset, nothing is sent")
-    else:
-        outcome = CommerceClient(
-            settings.commerce_api_url, settings.commerce_api_key or "", settings.api_timeout_seconds
-        ).probe()
-        if outcome.ok:
-            click.echo(f"commerce api   ok ({settings.commerce_api_url})")
-        else:
-            problems += 1
-            hint = " (is the API key right?)" if outcome.status in (401, 403) else ""
-            click.echo(f"commerce api   FAILED: {outcome.error}{hint}")
+    for line in workspace_lines:
+        click.echo(line)
     for platform in registry:
         from relay.settings import PlatformSettingsSpec
 
@@ -368,6 +366,37 @@ def check() -> None:
         state = "enabled" if settings.secret_for(platform.name) else f"disabled (set {variable})"
         click.echo(f"platform       {platform.name}: {state}")
     sys.exit(1 if problems else 0)
+
+
+def _check_workspace(settings: Settings) -> tuple[list[str], Any, bool]:
+    """The lines `relay check` prints for the Commerce API and the workspace, the workspace
+    found (to keep in Redis) or None, and whether that is a problem."""
+    if settings.sandbox:
+        return (
+            [
+                "commerce api   sandbox: RELAY_COMMERCE_API_KEY is unset, nothing is sent",
+                "workspace      none: sandbox mode sends nothing",
+            ],
+            None,
+            False,
+        )
+    from relay.delivery.account import check as check_account
+    from relay.delivery.commerce_api import CommerceClient
+
+    outcome, found = check_account(CommerceClient.from_settings(settings), settings)
+    if found is None:
+        hint = " (is the API key right?)" if outcome.status in (401, 403) else ""
+        return [f"commerce api   FAILED: {_printable(outcome.error)}{hint}"], None, True
+    lines = [f"commerce api   ok ({settings.commerce_api_url})"]
+    if not outcome.ok:  # one of the two reads failed: what the other said is shown
+        lines[0] += f"; one account read failed: {_printable(outcome.error)}"
+    if found.problem:
+        lines.append(f"workspace      FAILED: {_printable(found.problem)}")
+        return lines, found, True
+    key = f"{found.key_type} key" if found.key_type else "key type not reported"
+    how = "" if found.selected_by == "api key" else f", selected by {found.selected_by}"
+    lines.append(f"workspace      {_printable(found.label())}: the data lands here ({key}{how})")
+    return lines, found, False
 
 
 @main.command()

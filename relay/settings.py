@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +51,8 @@ class RetryPolicy:
 class Settings:
     commerce_api_url: str = DEFAULT_API_URL
     commerce_api_key: str | None = None
+    # Sent as x-company-id: the workspace a key that reaches several (a personal key) writes to.
+    commerce_company_id: str | None = None
     redis_url: str | None = None
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     bind: str = DEFAULT_BIND
@@ -119,7 +122,7 @@ class Settings:
             value = env.secret(spec.secret_variable)
             if value is not None:
                 if spec.check_secret is not None:
-                    problem = spec.check_secret(value)
+                    problem = _secret_problem(spec.check_secret, value)
                     if problem:
                         raise ConfigError(f"{spec.secret_variable}: {problem}")
                 secrets[spec.name] = value
@@ -132,6 +135,7 @@ class Settings:
         return cls(
             commerce_api_url=env.url("RELAY_COMMERCE_API_URL", DEFAULT_API_URL),
             commerce_api_key=env.secret("RELAY_COMMERCE_API_KEY"),
+            commerce_company_id=env.header_value("RELAY_COMMERCE_COMPANY_ID"),
             redis_url=env.redis_url("RELAY_REDIS_URL"),
             data_dir=Path(env.text("RELAY_DATA_DIR") or DEFAULT_DATA_DIR),
             bind=env.bind("RELAY_BIND", DEFAULT_BIND),
@@ -187,6 +191,25 @@ class PlatformSettingsSpec:
         return {opt: f"RELAY_{self.env_name}_{opt.upper()}" for opt in self.options}
 
 
+@lru_cache(maxsize=256)
+def secret_values(value: str) -> tuple[str, ...]:
+    """The values of a RELAY_<PLATFORM>_SECRET / _TOKEN: several, separated by spaces, while
+    a secret is rotated (WooCommerce gives each webhook its own secret). Cached: ingest asks
+    on every webhook."""
+    return tuple(value.split())
+
+
+def _secret_problem(check: Callable[[str], str | None], value: str) -> str | None:
+    """The platform's check applied to each value; which one is wrong is said by position,
+    never by its text."""
+    values = secret_values(value)
+    for position, one in enumerate(values, start=1):
+        problem = check(one)
+        if problem:
+            return problem if len(values) == 1 else f"value {position} of {len(values)}: {problem}"
+    return None
+
+
 def _option_problem(option: str, value: str) -> str | None:
     """Mapper options with a meaning the relay knows are checked at start-up, so a typo
     stops the relay instead of dead-lettering every event."""
@@ -228,6 +251,18 @@ class _Env:
         if not value:
             raise ConfigError(f"{name}_FILE: {file_name!r} is empty")
         return value
+
+    def header_value(self, name: str, limit: int = 255) -> str | None:
+        """A value sent as an HTTP header as it is: printable ASCII, no spaces."""
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if len(raw) > limit or not all("!" <= c <= "~" for c in raw):
+            raise ConfigError(
+                f"{name}: expected an id of at most {limit} letters, digits or punctuation, "
+                "without spaces"
+            )
+        return raw
 
     def integer(self, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
         raw = self.text(name)

@@ -2,6 +2,11 @@
 
 Every comparison is constant-time (`hmac.compare_digest`), and no error message repeats a
 secret, a token or a signature.
+
+Every platform's secret or token may hold several values separated by spaces, so a secret
+can be rotated without refusing what is in flight (and WooCommerce gives each webhook its
+own secret): `verify_any` tries each value with the platform's verifier and says which one
+matched, by position. A verifier itself sees one value at a time; `sign` uses the first.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from relay.mapping import AuthError, IncomingRequest
+from relay.mapping import AuthError, IncomingRequest, Verifier
+from relay.settings import secret_values
 
 
 class WooCommerceSignature:
@@ -42,7 +48,8 @@ class WooCommerceSignature:
             )
 
     def sign(self, body: bytes, secret: str) -> dict[str, str]:
-        return {self.header: base64.b64encode(self._digest(body, secret)).decode("ascii")}
+        digest = self._digest(body, first_value(secret))
+        return {self.header: base64.b64encode(digest).decode("ascii")}
 
     @staticmethod
     def _digest(body: bytes, secret: str) -> bytes:
@@ -67,7 +74,7 @@ class SharedToken:
             raise AuthError("bad_token", "the token does not match")
 
     def sign(self, body: bytes, secret: str) -> dict[str, str]:
-        return {self.header: secret}
+        return {self.header: first_value(secret)}
 
 
 class StandardWebhooksSignature:
@@ -124,7 +131,31 @@ class StandardWebhooksSignature:
         }
 
 
+def verify_any(verifier: Verifier, request: IncomingRequest, values: tuple[str, ...]) -> int:
+    """Which of the secret's values (1-based) proves the request genuine; AuthError (the
+    first value's) when none does. One value, the usual case: one call, nothing more."""
+    if len(values) == 1:
+        verifier.verify(request, values[0])
+        return 1
+    refused: AuthError | None = None
+    for position, value in enumerate(values, start=1):
+        try:
+            verifier.verify(request, value)
+            return position
+        except AuthError as exc:
+            refused = refused or exc
+    raise refused or AuthError("bad_signature", "no secret is configured")
+
+
+def first_value(secret: str) -> str:
+    """What a sender signs with when the setting holds several values (relay send)."""
+    values = secret_values(secret)
+    return values[0] if values else secret
+
+
 def split_secrets(value: str) -> list[str]:
+    """Standard Webhooks secrets: separated by spaces or commas (whsec_ secrets hold no
+    comma; other platforms' secrets may, so they split on spaces only)."""
     return [part for part in value.replace(",", " ").split() if part]
 
 

@@ -201,6 +201,4 @@ def sandbox_worker(settings, redis) -> WorkerHarness:
 
 
 def live_client(settings: Settings) -> CommerceClient:
-    return CommerceClient(
-        settings.commerce_api_url, settings.commerce_api_key or "", settings.api_timeout_seconds
-    )
+    return CommerceClient.from_settings(settings)

@@ -31,6 +31,8 @@ from tests import sdk_oracle
 
 COMPANY_ID = "company-fake"
 COMPANY_NAME = "Fake Shop"
+# A personal key (`key_type = "personal"`) reaches these; its current selection is the first.
+OTHER_COMPANY_ID, OTHER_COMPANY_NAME = "company-other", "Other Shop"
 SUCCESS = {
     "/api/v1/orders": (202, {"success": True, "queued": True, "jobId": "job-fake"}),
     "/api/v1/products": (200, {"success": True, "upserted": 1, "backInStockEventsTriggered": 0}),
@@ -66,34 +68,6 @@ SUCCESS = {
             },
         },
     ),
-    "/api/v1/account": (
-        200,
-        {
-            "success": True,
-            "currentCompanyId": COMPANY_ID,
-            "companies": [{"id": COMPANY_ID, "name": COMPANY_NAME, "role": "owner"}],
-            "apiKeyPermissions": {
-                "activeKey": {
-                    "id": "key-fake",
-                    "name": "relay",
-                    "prefix": "seq_live_A",
-                    "type": "company",
-                },
-                "preset": "data_ingest_safe",
-            },
-        },
-    ),
-    "/api/v1/subscribers/me": (
-        200,
-        {
-            "success": True,
-            "account": {
-                "apiKeyType": "company",
-                "companyId": COMPANY_ID,
-                "companyName": COMPANY_NAME,
-            },
-        },
-    ),
 }
 
 
@@ -122,9 +96,52 @@ class Scripted:
     apply_first: bool = False
 
 
+def account_answers(key_type: str, selected: str | None) -> dict[str, tuple[int, Any]]:
+    """GET /account and GET /subscribers/me as the SDK shapes them, for a company key (one
+    workspace) or a personal key (two; x-company-id selects one, else its current one)."""
+    companies = [{"id": COMPANY_ID, "name": COMPANY_NAME, "role": "owner"}]
+    if key_type == "personal":
+        companies.append({"id": OTHER_COMPANY_ID, "name": OTHER_COMPANY_NAME, "role": "admin"})
+    names = {c["id"]: c["name"] for c in companies}
+    current = selected if selected in names else COMPANY_ID
+    prefix = "seq_user_B" if key_type == "personal" else "seq_live_A"
+    return {
+        "/api/v1/account": (
+            200,
+            {
+                "success": True,
+                "currentCompanyId": current,
+                "companies": companies,
+                "apiKeyPermissions": {
+                    "activeKey": {
+                        "id": "key-fake",
+                        "name": "relay",
+                        "prefix": prefix,
+                        "type": key_type,
+                    },
+                    "preset": "data_ingest_safe",
+                },
+            },
+        ),
+        "/api/v1/subscribers/me": (
+            200,
+            {
+                "success": True,
+                "account": {
+                    "apiKeyType": key_type,
+                    "companyId": current,
+                    "companyName": names[current],
+                },
+            },
+        ),
+    }
+
+
 class FakeCommerceApi:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None):
         self.api_key = api_key
+        # What GET /account and /subscribers/me say the key is: "company" or "personal".
+        self.key_type = "company"
         self.requests: list[Received] = []  # everything that arrived, in order
         # What took effect: 2xx answers, once per Idempotency-Key (as an API that honours
         # the header would apply them). A repeat of an applied key counts in `resent`.
@@ -323,7 +340,11 @@ class FakeCommerceApi:
                 elif self.command == "DELETE":
                     status, answer, headers = 200, {"success": True}, {}
                 else:
-                    status, answer = SUCCESS.get(
+                    answers = {
+                        **SUCCESS,
+                        **account_answers(api.key_type, received.header("x-company-id")),
+                    }
+                    status, answer = answers.get(
                         self.path.partition("?")[0],
                         (404, {"success": False, "error": "Not found", "code": "NOT_FOUND"}),
                     )

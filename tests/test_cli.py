@@ -114,7 +114,7 @@ def test_check_probes_the_api_key(env, redis, fake_api):
         {**env, "RELAY_COMMERCE_API_URL": fake_api.url, "RELAY_COMMERCE_API_KEY": API_KEY}, "check"
     )
     assert good.exit_code == 0, good.output
-    assert fake_api.paths() == ["GET /api/v1/account"]
+    assert fake_api.paths() == ["GET /api/v1/subscribers/me", "GET /api/v1/account"]
     bad = CliRunner().invoke(
         main,
         ["check"],
@@ -123,6 +123,49 @@ def test_check_probes_the_api_key(env, redis, fake_api):
     assert bad.exit_code == 1
     assert "HTTP 401" in bad.output and "API key" in bad.output
     assert "wrong" not in bad.output
+
+
+def test_issue13_check_says_where_the_data_lands_and_refuses_an_unbound_personal_key(
+    env, redis, fake_api
+):
+    """Issue 13: `relay check` said "ok" for any key that could read /account. A personal
+    key reaches several workspaces; without RELAY_COMMERCE_COMPANY_ID every order and
+    product goes to whichever one it selects at the time. The check now reads the key's
+    type and company (GET /subscribers/me, GET /account), prints the workspace, and fails
+    with one line for a personal key with no company id."""
+    live = {**env, "RELAY_COMMERCE_API_URL": fake_api.url, "RELAY_COMMERCE_API_KEY": API_KEY}
+    company = invoke(live, "check")
+    assert company.exit_code == 0, company.output
+    assert "workspace      Fake Shop (company-fake): the data lands here (company key)" in (
+        company.output
+    )
+
+    fake_api.key_type = "personal"
+    fake_api.reset()
+    personal = CliRunner().invoke(main, ["check"], env=live)
+    assert personal.exit_code == 1
+    [line] = [row for row in personal.output.splitlines() if "FAILED" in row]
+    assert line.startswith(
+        "workspace      FAILED: the API key is a personal key and RELAY_COMMERCE_COMPANY_ID "
+        "is unset"
+    )
+    assert "company-fake (Fake Shop), company-other (Other Shop)" in line  # what to set
+    assert API_KEY not in personal.output
+
+    fake_api.reset()
+    bound = invoke({**live, "RELAY_COMMERCE_COMPANY_ID": "company-other"}, "check")
+    assert bound.exit_code == 0, bound.output
+    assert (
+        "workspace      Other Shop (company-other): the data lands here (personal key, "
+        "selected by RELAY_COMMERCE_COMPANY_ID)"
+    ) in bound.output
+    assert {r.header("x-company-id") for r in fake_api.requests} == {"company-other"}
+
+    unknown = CliRunner().invoke(main, ["check"], env={**live, "RELAY_COMMERCE_COMPANY_ID": "nope"})
+    assert unknown.exit_code == 1
+    assert "workspace      FAILED: RELAY_COMMERCE_COMPANY_ID is nope, which the API key does " in (
+        unknown.output
+    )
 
 
 def test_check_reports_unreachable_redis(env):
@@ -224,3 +267,48 @@ def test_f7_dlq_replay_and_purge_all_page_through_more_letters_than_one_page(env
         assert DeadLetters(redis).count() == DeadLetters(redis).count("woocommerce") == 0
     finally:
         server.stop()
+
+
+def test_issue13_dlq_list_says_what_each_letter_was_about(env, redis):
+    """Issue 13: `relay dlq list` showed id, topic and error: which order a letter belonged
+    to took `relay dlq show` on each. Text and --json now show the entity, the masked
+    customer and the amount, redacted and escaped like the rest."""
+    token = "stickyio-token-0123456789abcdef"
+    env = {**env, "RELAY_STICKYIO_TOKEN": token}
+    order = {
+        "id": 1042,
+        "number": "WC-1042",
+        "total": "61.38",
+        "currency": "EUR",
+        "billing": {"email": "grace@example.com"},
+    }
+    woo = RawEvent("evt-woo", "woocommerce", "order.created", 1.0, json.dumps(order).encode())
+    DeadLetters(redis).add(replace(letter("evt-woo"), event=woo.to_dict(), reason="mapping_error"))
+    hostile = RawEvent(
+        "evt-sticky",
+        "stickyio",
+        "order",
+        1.0,
+        b"",
+        "",
+        query=f"order_id=7\x1b]0;pwned\x07&email=eve@example.com&order_total=5&note={token}"
+        f"&customer_id={token}",
+    )
+    DeadLetters(redis).add(replace(letter("evt-sticky", "stickyio"), event=hostile.to_dict()))
+
+    rows = {row["id"]: row for row in json.loads(invoke(env, "dlq", "list", "--json").output)}
+    assert rows["evt-woo"]["about"] == {
+        "entity": "order",
+        "id": "1042",
+        "number": "WC-1042",
+        "customer": "g***@example.com",
+        "amount": "61.38",
+        "currency": "EUR",
+        "source": "raw event",
+    }
+    assert rows["evt-sticky"]["about"]["customer_id"] == "[redacted]"
+    table = invoke(env, "dlq", "list").output
+    assert "order 1042 #WC-1042 · g***@example.com · 61.38 EUR" in table
+    assert "order 7\\x1b]0;pwned\\x07 · e***@example.com · 5" in table
+    assert token not in table and "grace@example.com" not in table
+    assert [c for c in table if c != "\n" and ord(c) < 0x20] == []

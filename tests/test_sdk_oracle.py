@@ -13,7 +13,7 @@ from relay.fixtures import fixtures
 from relay.mapping import Record
 from relay.registry import default_registry
 from tests import sdk_oracle
-from tests.fakeapi import SUCCESS
+from tests.fakeapi import OTHER_COMPANY_ID, SUCCESS, account_answers
 
 ORDER: dict[str, Any] = {
     "orderId": "1042",
@@ -152,7 +152,15 @@ ANSWER_METHODS = {
 }
 
 
-@pytest.mark.parametrize(("path", "answer"), sorted(SUCCESS.items()))
+ANSWERS = [
+    *SUCCESS.items(),
+    *account_answers("company", None).items(),
+    *account_answers("personal", None).items(),
+    *account_answers("personal", OTHER_COMPANY_ID).items(),
+]
+
+
+@pytest.mark.parametrize(("path", "answer"), ANSWERS)
 def test_the_fake_api_answers_as_the_sdk_expects(path, answer):
     method = ANSWER_METHODS.get(path, "POST")
     status, body = answer

@@ -90,3 +90,25 @@ def test_mapper_options_are_checked_at_start(env, variable):
     assert load({"RELAY_STICKYIO_TIMEZONE": "Europe/Paris"}).options_for("stickyio") == {
         "timezone": "Europe/Paris"
     }
+
+
+def test_issue13_each_value_of_a_rotated_token_must_be_strong():
+    """Issue 13: a token setting may hold several values during a rotation; the weak-token
+    check applies to each, and the error says which by position, never by its text."""
+    strong = "0b9c1e7f3a5d48e2a6c4"
+    for variable in ("RELAY_CHECKOUTCHAMP_TOKEN", "RELAY_STICKYIO_TOKEN"):
+        assert load({variable: f"{strong} {strong[::-1]}"}).platform_secrets
+        with pytest.raises(ConfigError) as error:
+            load({variable: f"{strong} abc"})
+        assert str(error.value).startswith(f"{variable}: value 2 of 2: use at least 16")
+        assert "abc" not in str(error.value) and strong not in str(error.value)
+
+
+def test_issue13_company_id_is_read_and_must_fit_a_header():
+    assert load({}).commerce_company_id is None
+    assert load({"RELAY_COMMERCE_COMPANY_ID": " comp_123 "}).commerce_company_id == "comp_123"
+    for bad in ("two words", "x" * 256, "caf\u00e9"):
+        with pytest.raises(ConfigError) as error:
+            load({"RELAY_COMMERCE_COMPANY_ID": bad})
+        assert str(error.value).startswith("RELAY_COMMERCE_COMPANY_ID: ")
+        assert len(str(error.value).splitlines()) == 1

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flask import jsonify, request
 from werkzeug.wrappers import Response
 
+from relay import workspace
 from relay.admin.blueprint import (
     DEAD_LETTERS_SHOWN,
     SANDBOX_RECORDS_SHOWN,
@@ -75,6 +76,7 @@ def api_status() -> Response:
     ctx = context()
     return jsonify(
         sandbox=ctx.settings.sandbox,
+        workspace=workspace.status(ctx.settings, workspace.load(ctx.redis)),
         queue=queue_state().to_dict(),
         platforms=[row.to_dict() for row in platform_rows(ctx.redis, ctx.registry, ctx.settings)],
         at=time.time(),

@@ -104,7 +104,8 @@ def sandbox_records(limit: int) -> list[dict[str, Any]]:
 
 
 def letter_dict(letter: DeadLetter) -> dict[str, Any]:
-    return redact(asdict(letter), secrets_of(context().settings))
+    """Everything kept, redacted; `about` worked out for a letter from before it existed."""
+    return redact({**asdict(letter), "about": letter.context()}, secrets_of(context().settings))
 
 
 def platform_arg(source: Any) -> str | None:

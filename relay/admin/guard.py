@@ -32,6 +32,7 @@ from relay.admin.blueprint import (
     wants_json,
 )
 from relay.admin.view import ago, iso, one_line, pretty, utc_text
+from relay.delivery.letter_context import as_text as about_text
 from relay.errors import ApiError, error_response
 
 _PUBLIC = {"admin.login", "admin.static"}  # reachable without credentials (when enabled)
@@ -182,4 +183,5 @@ def _template_helpers() -> dict[str, Any]:
         "iso": iso,
         "pretty": pretty,
         "one_line": one_line,
+        "about_text": about_text,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import g, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from relay import workspace
 from relay.admin.auth import FailedLogins, Sessions
 from relay.admin.blueprint import (
     DEAD_LETTERS_SHOWN,
@@ -24,6 +25,7 @@ from relay.admin.blueprint import (
 from relay.admin.guard import current_session, drop_session_cookie, set_session_cookie
 from relay.admin.view import platform_rows, without_credentials
 from relay.delivery.deadletters import DeadLetters
+from relay.redaction import redact, secrets_of
 
 _NOTICES = {
     "replayed": "Replayed {n} dead letter{s}: back on the queue, to be mapped again with "
@@ -95,11 +97,17 @@ def overview() -> str:
         notice=notice(),
         platforms=platform_rows(ctx.redis, ctx.registry, ctx.settings),
         queue=queue_state(),
-        letters=store.list(platform, DEAD_LETTERS_SHOWN),
+        # Summaries, redacted as the API and the CLI show them (a payload may echo a
+        # platform's own token in an id or an error).
+        letters=redact(
+            [letter.summary() for letter in store.list(platform, DEAD_LETTERS_SHOWN)],
+            secrets_of(ctx.settings),
+        ),
         letters_total=store.count(platform),
         platform_filter=platform,
         records=sandbox_records(SANDBOX_RECORDS_SHOWN),
         api_url=without_credentials(ctx.settings.commerce_api_url),
+        workspace=workspace.status(ctx.settings, workspace.load(ctx.redis)),
     )
 
 

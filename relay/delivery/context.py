@@ -55,12 +55,8 @@ def build(
         client = InstrumentedClient(
             SandboxClient(redis)
             if settings.sandbox
-            else CommerceClient(
-                settings.commerce_api_url,
-                settings.commerce_api_key or "",
-                settings.api_timeout_seconds,
-                pool_size=concurrency + 1,  # the senders and a product flush
-            )
+            # The senders' connections and a product flush's.
+            else CommerceClient.from_settings(settings, pool_size=concurrency + 1)
         )
     events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
     store = EntityStore(redis, lock_ttl_seconds=settings.job_timeout_seconds, owner=owner)

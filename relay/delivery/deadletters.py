@@ -1,8 +1,11 @@
 """Dead letters: events the relay gave up on, kept whole so they can be fixed and replayed.
 
 One entry per event id: the raw event, what it mapped to (if it got that far), the requests
-still unsent, the last error and API answer, the attempt count and times. Replay puts the raw
-event back on the queue, where it is mapped again with today's code.
+still unsent, the last error and API answer (its code, message and issues kept apart), the
+attempt count and times, and what the event was about (`about`: entity, masked customer,
+amount; relay/delivery/letter_context.py), computed when the letter is written so that a
+list can say which order a letter belongs to. Replay puts the raw event back on the queue,
+where it is mapped again with today's code.
 
 They are bounded, since each holds a whole raw body (up to RELAY_MAX_BODY_BYTES) on a Redis
 that never evicts: a letter older than RELAY_DLQ_RETENTION_DAYS, or the oldest beyond
@@ -19,15 +22,19 @@ the drops (a hash: reason -> count). Event ids are hex, so no id collides with t
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from redis import Redis, WatchError
 
+from relay.delivery import letter_context
 from relay.event_queue import EventQueue
 from relay.events import RawEvent
+
+log = logging.getLogger("relay.worker")
 
 INDEX = "relay:dlq"
 PLATFORMS = "relay:dlq:platforms"
@@ -93,14 +100,25 @@ class DeadLetter:
     dead_at: float = field(default_factory=time.time)
     records: list[dict[str, Any]] | None = None  # normalized records, when mapping succeeded
     pending: list[dict[str, Any]] | None = None  # requests not yet delivered
-    response: dict[str, Any] | None = None  # last API answer: status, body
+    # Last API answer: status, error, body (cut), and the API's code, message, issues[]
+    # and retryable (relay/delivery/commerce_api.py Outcome.to_dict).
+    response: dict[str, Any] | None = None
+    # What the event was about: entity, id, number, masked customer, amount, currency
+    # (relay/delivery/letter_context.py). None in letters written before it existed.
+    about: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> DeadLetter:
-        return cls(**json.loads(raw))
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}  # a newer relay's letter stays readable
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def context(self) -> dict[str, Any]:
+        """What the event was about: as stored, or (a letter from before) worked out now."""
+        return self.about if self.about is not None else describe(self)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -111,7 +129,17 @@ class DeadLetter:
             "error": self.error,
             "attempts": self.attempts,
             "dead_at": self.dead_at,
+            "about": self.context(),
         }
+
+
+def describe(letter: DeadLetter) -> dict[str, Any]:
+    """The letter's `about`, never an exception: a letter is stored whatever its content."""
+    try:
+        return letter_context.describe(letter.records, letter.pending, letter.event)
+    except Exception:  # what cannot be described is still kept whole
+        log.warning("could not describe a dead letter", extra={"event_id": letter.id})
+        return {}
 
 
 class DeadLetters:
@@ -128,6 +156,8 @@ class DeadLetters:
         self._platforms_checked = False
 
     def add(self, letter: DeadLetter) -> None:
+        if letter.about is None:
+            letter = replace(letter, about=describe(letter))
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(_entry_key(letter.id), letter.to_json())
         pipe.zadd(INDEX, {letter.id: letter.dead_at})

@@ -38,10 +38,16 @@ class Plan:
 
 
 def effect_key(guard: Guard) -> str:
-    """The Idempotency-Key of a request: the identity of its effect, not of the event that
-    asked for it. Whichever event or attempt announces order 7 as placed sends the key
-    `order:7:placed`, so an API that honours the header applies it once even when a worker
-    died not knowing whether its request arrived."""
+    """The identity of a request's effect, not of the event that asked for it: whichever
+    event or attempt announces order 7 as placed names it `order:7:placed`.
+
+    The Idempotency-Key header sent is this plus a digest of the body
+    (`ApiRequest.idempotency_key`, relay/delivery/commerce_api.py). The only documented
+    semantics of the header (POST /transactional/send) answer 409 to a key reused with a
+    different body, and the same effect can carry another body (placed announced from a
+    newer snapshot), so the key covers the body rather than being dropped: a resend after a
+    crash is the same bytes under the same key, which an API honouring the header applies
+    once (and the fault suite counts as `resent`, not as a duplicate)."""
     if guard.rule == "order":
         status = guard.status or "placed"
         if status == "refunded":

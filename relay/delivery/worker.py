@@ -35,6 +35,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from relay.delivery import context as worker_context
+from relay.delivery.account import refresh_if_stale
 from relay.delivery.leases import Lease, alive
 from relay.event_queue import QUEUE_NAME, make_queue
 from relay.inbox import Inbox
@@ -124,14 +125,17 @@ def recover_inbox(redis: Redis) -> int:
 
 
 class RelayWorker(SimpleWorker):
-    """RQ's SimpleWorker, whose maintenance pass also hands dead workers' jobs back at once
-    and drops dead letters past their retention time even when no new one arrives."""
+    """RQ's SimpleWorker, whose maintenance pass also hands dead workers' jobs back at once,
+    drops dead letters past their retention time even when no new one arrives, and asks
+    which workspace the data lands in (at start, then hourly: relay/delivery/account.py)."""
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
         try:
             recover_abandoned_jobs(self.connection)
-            worker_context.current().dead_letters.trim()
+            context = worker_context.current()
+            context.dead_letters.trim()
+            refresh_if_stale(context.settings, context.redis)
         except RedisError:
             log.warning("could not check for dead workers and old dead letters")
 

@@ -25,6 +25,8 @@ from relay.events import RawEvent, new_event_id
 from relay.intake.web_context import WebContext
 from relay.mapping import MAX_TOPIC_LENGTH, AuthError, BadRequest, IncomingRequest, Platform
 from relay.runtime import metrics
+from relay.settings import secret_values
+from relay.verifiers import verify_any
 
 bp = Blueprint("ingest", __name__)
 log = logging.getLogger("relay.ingest")
@@ -103,8 +105,9 @@ def receive(name: str, token: str | None = None):
     if platform.is_handshake(incoming):
         log.info("handshake", extra={"platform": platform.name, "outcome": "handshake"})
         return jsonify(status="ok"), 200
+    values = secret_values(secret)
     try:
-        platform.verifier.verify(incoming, secret)
+        matched = verify_any(platform.verifier, incoming, values)
         intake = platform.describe(incoming)
     except AuthError as exc:
         ctx.auth_throttle.failed(client)
@@ -113,6 +116,8 @@ def receive(name: str, token: str | None = None):
     except BadRequest as exc:
         _count(ctx, platform.name, "rejected", exc.code)
         raise ApiError(exc.status, exc.code, exc.message, details=exc.details) from None
+    if len(values) > 1:  # rotating: which value senders still use (never the value itself)
+        metrics.SECRET_MATCHES.labels(platform.name, str(matched)).inc()
     if len(intake.topic) > MAX_TOPIC_LENGTH:  # any platform's: it is logged and counted
         _count(ctx, platform.name, "rejected", "topic_too_long")
         raise ApiError(400, "topic_too_long", f"the topic is over {MAX_TOPIC_LENGTH} characters")

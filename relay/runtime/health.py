@@ -22,6 +22,7 @@ from redis import BusyLoadingError, Redis, RedisError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from relay import workspace
 from relay.errors import error_response
 from relay.intake.web_context import WebContext
 from relay.runtime import queue_gauges
@@ -100,7 +101,10 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Ready to accept webhooks: the configuration loaded (the app would not exist
-    otherwise) and Redis answers. Lists the enabled platforms, without their secrets."""
+    otherwise) and Redis answers. Lists the enabled platforms, without their secrets, and
+    the workspace the data lands in as a worker or `relay check` last found it (kept in
+    Redis: a probe never calls the Commerce API). A workspace problem does not fail it:
+    webhooks are still stored safely, and `relay check` and the admin page name it."""
     ctx: WebContext = current_app.extensions["relay"]
     enabled = [p.name for p in ctx.registry if ctx.settings.secret_for(p.name)]
     state = redis_state(ctx.redis)
@@ -111,11 +115,16 @@ def readyz():
             checks={"redis": state, "configuration": "ok"},
             platforms=enabled,
         ), 503
+    try:
+        kept = None if ctx.settings.sandbox else workspace.load(ctx.redis)
+    except RedisError:  # gone since the ping: still answered, without the workspace
+        kept = None
     return jsonify(
         status="ok",
         checks={"redis": "ok", "configuration": "ok"},
         platforms=enabled,
         mode="sandbox" if ctx.settings.sandbox else "live",
+        workspace=workspace.status(ctx.settings, kept),
     )
 
 

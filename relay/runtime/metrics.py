@@ -24,6 +24,13 @@ WEBHOOKS = Counter(
     "Webhooks received, by platform and outcome (accepted, duplicate, ignored, rejected).",
     ["platform", "outcome", "reason"],
 )
+SECRET_MATCHES = Counter(
+    "relay_webhook_secret_matches",
+    "Genuine webhooks by the position of the secret or token value that proved them (1 is "
+    "the first in its setting). Counted only for a setting that holds several values: when "
+    "a position stops growing, that value can go.",
+    ["platform", "secret"],
+)
 DELIVERIES = Counter(
     "relay_deliveries",
     "Commerce API requests by endpoint and outcome (delivered, skipped, retry, dead_letter).",

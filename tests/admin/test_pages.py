@@ -9,6 +9,7 @@ from dataclasses import replace
 from relay import stats
 from relay.admin.view import SILENT_AFTER_SECONDS, ago
 from relay.app import create_app
+from relay.delivery.account import refresh_if_stale
 from relay.delivery.commerce_api import ApiRequest, SandboxClient
 from relay.delivery.deadletters import DeadLetters
 from tests.admin.conftest import (
@@ -125,3 +126,74 @@ def test_notices_are_fixed_texts(web):
     log_in(web)
     html = web.get("/admin/?notice=<script>alert(1)</script>").get_data(as_text=True)
     assert "<script>" not in html
+
+
+def _workspace_section(html: str) -> str:
+    return re.search(r'<section id="workspace".*?</section>', html, re.S).group(0)
+
+
+def test_issue13_the_overview_names_the_workspace_and_when_it_was_checked(
+    web, redis, settings, fake_api
+):
+    """Issue 13: the admin page did not say where the data lands. It shows the workspace a
+    worker last found (from Redis, no API call), when, and a personal key's problem."""
+    log_in(web)
+    assert "not checked yet" in _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert refresh_if_stale(settings, redis)
+    asked = len(fake_api.requests)
+    section = _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert "Fake Shop" in section and "<code>company-fake</code>" in section
+    assert "company key" in section and "just now" in section
+    status = web.get("/admin/api/status", headers=bearer()).get_json()
+    assert (status["workspace"]["name"], status["workspace"]["key_type"]) == (
+        "Fake Shop",
+        "company",
+    )
+    assert len(fake_api.requests) == asked
+
+    fake_api.key_type = "personal"
+    redis.delete("relay:workspace", "relay:workspace:checking")
+    assert refresh_if_stale(settings, redis)
+    section = _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert 'class="warning"' in section and "personal key" in section
+    assert "RELAY_COMMERCE_COMPANY_ID is unset" in section
+
+
+def test_issue13_in_sandbox_the_overview_says_no_workspace(settings, redis):
+    app = create_app(replace(settings, admin_token=TOKEN, commerce_api_key=None), redis=redis)
+    web = app.test_client()
+    log_in(web)
+    section = _workspace_section(web.get("/admin/").get_data(as_text=True))
+    assert "Sandbox mode sends nothing to any workspace" in section
+
+
+def test_issue13_the_dead_letter_list_and_page_say_what_it_was_about(web, redis):
+    """Issue 13: the overview's dead letters showed topic and error only. Each row now says
+    what the event was about (entity, masked customer, amount), and the letter's page shows
+    the API's code, message and issues as a table, all escaped and redacted."""
+    letter = add_letter(redis)  # a WooCommerce order: 1042, ada@example.com, 61.38 EUR
+    letter.response = {
+        "status": 422,
+        "error": "HTTP 422: VALIDATION_ERROR Invalid order (at customer.email)",
+        "body": "{}",
+        "code": "VALIDATION_ERROR",
+        "message": "Invalid <order>",
+        "issues": [
+            {"path": "status", "message": "Invalid enum", "allowedValues": ["placed", "refunded"]}
+        ],
+        "retryable": False,
+    }
+    letter.about = None  # worked out when it is stored (add_letter stored it before)
+    DeadLetters(redis).add(replace(letter, pending=None))
+    log_in(web)
+    html = web.get("/admin/").get_data(as_text=True)
+    row = re.search(rf'<tr id="dl-{letter.id}">(.*?)</tr>', html, re.S).group(1)
+    assert "order 1042 · a***@example.com · 61.38 EUR" in row
+    assert "ada@example.com" not in html
+    page = web.get(f"/admin/dead-letters/{letter.id}").get_data(as_text=True)
+    assert "order 1042 · a***@example.com · 61.38 EUR" in page
+    assert "<code>VALIDATION_ERROR</code>" in page and "Invalid &lt;order&gt;" in page
+    issues = re.search(r'<table class="issues">.*?</table>', page, re.S).group(0)
+    assert "<code>status</code>" in issues and "Invalid enum" in issues
+    assert "<code>placed</code>, <code>refunded</code>" in issues
+    assert "no, says the API" in page

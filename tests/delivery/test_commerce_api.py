@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import email.utils
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import requests
 import responses
 
 from relay.delivery.commerce_api import ApiRequest, CommerceClient, parse_retry_after
+from tests.conftest import WorkerHarness, live_client, woo_headers
+
+FIXTURES = Path(__file__).parents[2] / "mappers/woocommerce/fixtures"
 
 BASE = "https://api.example.test"
 ORDER = ApiRequest("POST", "/api/v1/orders", {"orderId": "1"}, "order:1")
@@ -31,7 +36,7 @@ def client() -> CommerceClient:
         (403, False, False),
         (404, False, False),
         (408, False, True),
-        (409, False, True),
+        (409, False, False),  # a conflict that does not say it passes (issue 13)
         (422, False, False),
         (429, False, True),
         (500, False, True),
@@ -116,3 +121,157 @@ def test_retry_after_forms():
     assert parse_retry_after({}) is None
     past = email.utils.formatdate(now - 90, usegmt=True)
     assert parse_retry_after({"Retry-After": past}, now=now) == 0.0
+
+
+# --- issue 13: the contract's errors, transport and workspace, through the real client ------
+
+
+def _order_request(n: int = 1) -> ApiRequest:
+    body = {
+        "orderId": str(n),
+        "status": "placed",
+        "totalCents": 1000,
+        "currency": "EUR",
+        "customer": {"email": "ann@example.com"},
+    }
+    return ApiRequest("POST", "/api/v1/orders", body, f"order:{n}", key=f"order:{n}:placed")
+
+
+ISSUES = [
+    {"path": "customer.email", "message": "Invalid email", "allowedValues": None},
+    {"path": "status", "message": "Invalid enum value", "allowedValues": ["placed", "refunded"]},
+]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "transient"),
+    [
+        # The API's explicit word wins over the status, both ways.
+        (503, {"success": False, "error": "Import rejected", "retryable": False}, False),
+        (500, {"error": "Invalid order", "code": "INVALID", "retryable": False}, False),
+        (400, {"error": "Try again shortly", "code": "BUSY", "retryable": True}, True),
+        (422, {"error": {"code": "LOCKED", "message": "later"}, "retryable": True}, True),
+        # 409: by what the SDK says a conflict is.
+        (409, {"error": "Idempotency key reused with different request content"}, False),
+        (409, {"error": "Email already taken", "code": "EMAIL_TAKEN"}, False),
+        (409, {"error": "Another subscriber owns this externalId", "code": "CONFLICT"}, False),
+        (409, {"error": "A request with this key is in progress", "code": "IN_PROGRESS"}, True),
+        (409, {"error": "conflict", "code": "CONFLICT", "retryable": True}, True),
+        (409, None, False),  # nothing to read: not retried for a day
+        # The status alone, when the body says nothing about retrying.
+        (429, {"error": "Slow down"}, True),
+        (502, None, True),
+        (400, {"error": "Invalid", "issues": ISSUES}, False),
+    ],
+)
+def test_issue13_failures_are_classified_by_what_the_api_says(
+    settings, fake_api, status, body, transient
+):
+    """Issue 13: an explicit `retryable` decides, and a 409 is read, not retried for ~23 h:
+    the SDK documents 409 only for an idempotency key reused with another body and for an
+    email or id that another subscriber owns, and resending the same bytes fixes neither."""
+    fake_api.fail("/api/v1/orders", status=status, body=body)
+    outcome = live_client(settings).send(_order_request())
+    assert (outcome.ok, outcome.transient, outcome.status) == (False, transient, status)
+
+
+def test_issue13_the_apis_code_error_and_issues_are_kept_readably(settings, fake_api):
+    """Issue 13: the relay read `error` and `code` only; `issues[]` (path, message,
+    allowedValues) and `retryable` were lost with the body cut at 2,000 characters."""
+    body = {
+        "success": False,
+        "error": "Invalid order: customer.email Invalid email; status Invalid enum value",
+        "code": "VALIDATION_ERROR",
+        "issues": ISSUES,
+        "retryable": False,
+        "pad": "x" * 3000,  # the raw body is cut; what the API said is not
+    }
+    fake_api.fail("/api/v1/orders", status=400, body=body)
+    outcome = live_client(settings).send(_order_request())
+    assert outcome.error == (
+        "HTTP 400: VALIDATION_ERROR Invalid order: customer.email Invalid email; status "
+        "Invalid enum value (at customer.email, status)"
+    )
+    kept = outcome.to_dict()
+    assert kept["code"] == "VALIDATION_ERROR"
+    assert kept["message"].startswith("Invalid order")
+    assert kept["retryable"] is False
+    assert kept["issues"] == [
+        {"path": "customer.email", "message": "Invalid email"},
+        {
+            "path": "status",
+            "message": "Invalid enum value",
+            "allowedValues": ["placed", "refunded"],
+        },
+    ]
+    assert len(kept["body"]) == 2000
+
+
+def test_issue13_x_ratelimit_reset_is_read_like_retry_after(settings, fake_api):
+    """Issue 13: `X-RateLimit-Reset` (Unix seconds, as the SDK reads it) was ignored."""
+    reset = int(time.time()) + 120
+    fake_api.fail("/api/v1/orders", status=429, headers={"X-RateLimit-Reset": str(reset)})
+    outcome = live_client(settings).send(_order_request())
+    assert outcome.transient
+    # Whole seconds on the wire, and the test's own time: generous bounds.
+    assert 60 <= outcome.retry_after <= 121
+    assert parse_retry_after({"X-RateLimit-Reset": "30"}) == 30.0  # seconds to wait
+    assert parse_retry_after({"X-RateLimit-Reset": "1700000000"}, now=1_700_000_100) == 0.0
+    assert parse_retry_after({"Retry-After": "5", "X-RateLimit-Reset": "90"}) == 5.0
+    assert parse_retry_after({"X-RateLimit-Reset": "soon"}) is None
+
+
+def test_issue13_the_idempotency_key_covers_the_body(settings, fake_api):
+    """Issue 13: the one documented use of Idempotency-Key answers 409 to a key reused with
+    another body; the relay sent `order:1:placed` whatever the body. The key now names the
+    effect and the bytes: the same request again has the same key (a resend after a crash),
+    another body for the same effect another key."""
+    client = live_client(settings)
+    first, again = _order_request(), _order_request()
+    newer = ApiRequest(
+        "POST",
+        "/api/v1/orders",
+        {**first.body, "totalCents": 1200},
+        first.entity,
+        key=first.key,
+    )
+    for request in (first, again, newer):
+        assert client.send(request).ok
+    keys = [r.header("idempotency-key") for r in fake_api.requests]
+    assert keys[0] == keys[1] and keys[0].startswith("order:1:placed:")
+    assert keys[2] != keys[0] and keys[2].startswith("order:1:placed:")
+    assert (len(fake_api.applied), fake_api.resent) == (2, 1)
+
+
+def test_issue13_every_request_names_the_workspace_when_a_company_id_is_set(
+    settings, redis, app, fake_api
+):
+    """Issue 13: RELAY_COMMERCE_COMPANY_ID was not a setting, and no request carried
+    x-company-id, so a personal key wrote to whichever workspace it selected at the time.
+    Every request the worker sends now carries it (orders, checkouts, products, deletes),
+    and so do the account reads of `relay check`."""
+    company = replace(settings, commerce_company_id="comp_shop_7")
+    worker = WorkerHarness(company, redis)
+    for fixture, topic in (
+        ("order.processing.guest.json", "order.created"),
+        ("order.pending.json", "order.created"),
+        ("product.simple.on-sale.json", "product.updated"),
+        ("product.deleted.json", "product.deleted"),
+    ):
+        body = (FIXTURES / fixture).read_bytes()
+        posted = app.test_client().post(
+            "/webhooks/woocommerce", data=body, headers=woo_headers(body, topic)
+        )
+        assert posted.status_code == 202
+        worker.run()
+    live_client(company).probe()
+    live_client(company).read("/api/v1/subscribers/me")
+    sent = {f"{r.method} {r.path.split('/')[3]}" for r in fake_api.requests}
+    assert {"POST orders", "POST checkouts", "POST products", "DELETE products"} <= sent
+    assert {"GET account", "GET subscribers"} <= sent
+    assert [r.header("x-company-id") for r in fake_api.requests] == ["comp_shop_7"] * len(
+        fake_api.requests
+    )
+    fake_api.reset()
+    live_client(settings).probe()  # unset: not sent at all (a key bound to one company)
+    assert fake_api.requests[0].header("x-company-id") is None

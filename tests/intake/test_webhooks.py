@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from redis import Redis
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from relay.app import create_app
 from relay.events import RawEvent
+from relay.fixtures import fixtures
 from relay.redis_conn import connect
+from relay.registry import default_registry
+from relay.sender import build_request
+from relay.verifiers import check_standard_webhooks_secret
 from tests.conftest import WOO_SECRET, as_body, stored_events, woo_headers
 from tests.redis_server import free_port
 
@@ -326,3 +333,73 @@ def test_customer_webhooks_are_taken_and_a_body_of_another_kind_is_refused(clien
         "reason": "a deleted store account is not an unsubscribe: the subscriber stays",
     }
     assert [e.topic for e in queued_events(redis)] == ["customer.created", "customer.updated"]
+
+
+# --- rotation: several values in every platform's secret or token -------------------------
+
+
+def _rotation_values(platform, *names: str) -> list[str]:
+    """Distinct values the platform's own check accepts (a whsec_ secret for Standard
+    Webhooks, a long URL-safe token for postbacks)."""
+    if platform.check_secret is check_standard_webhooks_secret:
+        return [
+            "whsec_" + base64.b64encode(f"{platform.name}-{n}-rotation-secret".encode()).decode()
+            for n in names
+        ]
+    return [f"{platform.name}-{n}-0123456789abcdef" for n in names]
+
+
+def _sendable_fixture(platform) -> Path:
+    """A fixture the platform stores (not an ignored topic, nor a handshake)."""
+    for fixture in fixtures(platform):
+        expected = fixture.expected()
+        if expected.get("records") and fixture.body.suffix in (".json", ".form"):
+            return fixture.body
+    raise AssertionError(f"no sendable fixture for {platform.name}")
+
+
+def _matches(client, platform: str, position: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    line = f'relay_webhook_secret_matches_total{{platform="{platform}",secret="{position}"}} '
+    found = [row for row in text.splitlines() if row.startswith(line)]
+    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
+
+
+@pytest.mark.parametrize("platform", list(default_registry()), ids=lambda p: p.name)
+def test_issue13_every_platform_accepts_each_of_two_secrets_and_counts_which(
+    settings, redis, platform
+):
+    """Issue 13: only the custom platform took several secrets. WooCommerce gives each
+    webhook its own secret, and rotating a postback token must not refuse the postbacks
+    still in flight: each value is accepted, a third is not, and /metrics says by position
+    (never by value) which one senders use, so the operator knows when the old one can go."""
+    old, new, stranger = _rotation_values(platform, "old", "new", "odd")
+    app = create_app(
+        replace(settings, platform_secrets={platform.name: f"{old} {new}"}), redis=redis
+    )
+    client = app.test_client()
+    file = _sendable_fixture(platform)
+    before = [_matches(client, platform.name, p) for p in ("1", "2")]
+    for value in (old, new):
+        outgoing = build_request(platform, value, file, None)
+        path = outgoing.path
+        if platform.token_in_path:  # the way postbacks send it: in the URL path
+            path = f"{path}/{outgoing.headers.pop('X-Relay-Token')}"
+        answer = client.open(
+            path, method=outgoing.method, data=outgoing.body, headers=outgoing.headers
+        )
+        # The same body twice may be answered as a duplicate: genuine either way.
+        assert answer.status_code in (200, 202), answer.get_data(as_text=True)
+        assert answer.get_json()["status"] in ("accepted", "duplicate")
+    after = [_matches(client, platform.name, p) for p in ("1", "2")]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1.0, 1.0]
+    outgoing = build_request(platform, stranger, file, None)
+    path = outgoing.path
+    if platform.token_in_path:
+        path = f"{path}/{outgoing.headers.pop('X-Relay-Token')}"
+    refused = client.open(
+        path, method=outgoing.method, data=outgoing.body, headers=outgoing.headers
+    )
+    assert refused.status_code == 401
+    metrics_text = client.get("/metrics").get_data(as_text=True)
+    assert old not in metrics_text and new not in metrics_text

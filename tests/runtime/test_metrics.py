@@ -131,7 +131,12 @@ def test_a_worker_run_alone_serves_its_delivery_counters(tmp_path, redis_server,
             content_type="application/json",
         )
         assert Acceptor(EventQueue(redis)).accept(event, "standalone-worker-test")
-        assert fake_api.wait_for(1, timeout=20)[0].path == "/api/v1/orders"
+        # Its first requests may be its account reads (which workspace: at start).
+        wait_until(
+            lambda: any(r.path == "/api/v1/orders" for r in fake_api.requests),
+            timeout=20,
+            what="the order delivered",
+        )
 
         url = f"http://127.0.0.1:{port}/metrics"
         delivered = 'relay_deliveries_total{endpoint="orders",outcome="delivered"} 1.0'
@@ -144,7 +149,12 @@ def test_a_worker_run_alone_serves_its_delivery_counters(tmp_path, redis_server,
         assert "relay_queue_depth" not in text
     finally:
         process.terminate()
-        process.wait(60)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:  # never left running: it would take other tests' jobs
+            process.kill()
+            process.wait()
+            raise
 
 
 def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path, redis_server, fake_api):

@@ -120,7 +120,7 @@ class EventProcessor:
         return [outcomes.get(event.id, "") for event in events]
 
     def _plan(self, event: RawEvent, outcomes: dict[str, str]) -> Plan | None:
-        platform = self.registry.get(event.platform)
+        platform = self.registry.mapper_of(event.platform)  # a platform or the storefront
         if platform is None:
             outcomes[event.id] = self.endings.dead(
                 event, "unknown_platform", f"no mapper for {event.platform!r}"

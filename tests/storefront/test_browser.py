@@ -118,7 +118,7 @@ def back_in_stock_requests(fake_api) -> list[dict]:
 def test_a_shopper_asks_for_a_sold_out_variation(browser, shop_and_relay, fake_api, tmp_path):
     from playwright.sync_api import expect
 
-    shop, relay = shop_and_relay
+    shop, _relay = shop_and_relay
     page = browser.new_page(viewport={"width": 1000, "height": 720})
     page.set_default_timeout(15_000)
     failures: list[str] = []

@@ -26,6 +26,7 @@ from redis import Redis, RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mappers.storefront.mapper import NAME, TOPIC
+from relay import stats
 from relay.errors import ApiError
 from relay.events import RawEvent, new_event_id
 from relay.intake.web_context import WebContext
@@ -255,7 +256,8 @@ def _json(body: dict, status: int) -> Response:
 
 
 def _settle(storefront: Storefront, outcome: str, seen: Seen, code: str) -> None:
-    """Count, log (no email) and list the request for the admin (best effort)."""
+    """Count, log (no email), and keep the storefront's stats and recent requests for the
+    admin page."""
     metrics.STOREFRONT_REQUESTS.labels(outcome).inc()
     level = logging.INFO if outcome in ("accepted", "duplicate") else logging.WARNING
     log.log(
@@ -268,10 +270,16 @@ def _settle(storefront: Storefront, outcome: str, seen: Seen, code: str) -> None
             "remote": request.remote_addr,
         },
     )
-    if seen.listed:
-        # Best effort: the answer does not change, the list is only for people.
-        with contextlib.suppress(RedisError):
-            storefront.recent.add(outcome, seen.email, seen.product_id, seen.variant_id)
+    if not seen.listed:
+        return  # a flood stopped by the address limit writes nothing more
+    # Best effort: the answer does not change, these are only for people. The accept
+    # counted a duplicate as stored: stats subtract it (as for webhooks).
+    with contextlib.suppress(RedisError):
+        if outcome == "duplicate":
+            stats.record(current_app.extensions["relay"].redis, NAME, "duplicate")
+        elif outcome != "accepted":
+            stats.record(current_app.extensions["relay"].redis, NAME, "rejected", code=code)
+        storefront.recent.add(outcome, seen.email, seen.product_id, seen.variant_id)
 
 
 @bp.get("/notify-me.js")

@@ -256,7 +256,10 @@
     new Widget(product, stock || script, place || (!stock && summary) || null).show(true);
   }
 
+  var started = false;
   function safely() {
+    if (started) return;
+    started = true;
     try {
       start();
     } catch (error) {  // never break the shop's page
@@ -264,6 +267,10 @@
     }
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", safely);
-  else safely();
+  // After every deferred script (jQuery may be one), or at load when added later than that.
+  if (document.readyState === "complete") safely();
+  else {
+    document.addEventListener("DOMContentLoaded", safely);
+    window.addEventListener("load", safely);
+  }
 })();

@@ -43,6 +43,7 @@ class Shop:
             "/jquery.js": Path(jquery.BASE_DIR) / "jquery.js",
             "/variation-form.js": SHOP / "variation-form.js",
             "/product/linen-shirt/": SHOP / "variable-product.html",
+            "/product/canvas-tote/": SHOP / "simple-product.html",
         }
 
         class Handler(BaseHTTPRequestHandler):
@@ -187,3 +188,44 @@ def test_a_shopper_asks_for_a_sold_out_variation(browser, shop_and_relay, fake_a
     expect(widget).to_be_hidden()
     assert failures == []
     assert len(back_in_stock_requests(fake_api)) == 1
+
+
+def test_a_sold_out_simple_product_and_a_relay_out_of_reach(
+    browser, shop_and_relay, fake_api, tmp_path
+):
+    from playwright.sync_api import expect
+
+    shop, _relay = shop_and_relay
+    page = browser.new_page(viewport={"width": 1000, "height": 720})
+    page.set_default_timeout(15_000)
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    page.goto(f"{shop.origin}/product/canvas-tote/")
+    widget = page.locator(".relay-notify-me")
+    expect(widget).to_be_visible()  # the stock line says out of stock: asked at once
+
+    # The relay went away after the page loaded: the shopper is told to try later.
+    page.route("**/storefront/back-in-stock", lambda route: route.abort())
+    widget.get_by_label("Email address").fill("bob@example.com")
+    widget.get_by_role("button", name="Notify me").click()
+    message = widget.get_by_role("status")
+    expect(message).to_contain_text("Please try again later")
+    page.unroute("**/storefront/back-in-stock")
+    widget.get_by_role("button", name="Notify me").click()
+    expect(message).to_contain_text("We will email you")
+    [request] = wait_until(
+        lambda: back_in_stock_requests(fake_api), timeout=20, what="the back-in-stock request"
+    )
+    assert request == {
+        "productId": "41",
+        "productTitle": "Canvas tote",
+        "customer": {"email": "bob@example.com"},
+    }
+
+    # A relay that cannot be reached at all: no widget, and the shop's page is untouched.
+    with Shop(f"http://127.0.0.1:{free_port()}") as unreachable:
+        page.goto(f"{unreachable.origin}/product/canvas-tote/")
+        expect(page.locator(".stock.out-of-stock")).to_be_visible()
+        page.wait_for_load_state("load")
+        expect(page.locator(".relay-notify-me")).to_have_count(0)
+    assert failures == []

@@ -53,13 +53,14 @@ BACK_IN_STOCK = "storefront.back_in_stock"
 class Storefront:
     """What the endpoint keeps per app, beside the web context."""
 
+    redis: Redis
     limits: StorefrontLimits
     catalog: Catalog
     recent: RecentRequests
 
     @classmethod
     def on(cls, redis: Redis) -> Storefront:
-        return cls(StorefrontLimits(redis), Catalog(redis), RecentRequests(redis))
+        return cls(redis, StorefrontLimits(redis), Catalog(redis), RecentRequests(redis))
 
 
 @bp.record_once
@@ -276,9 +277,9 @@ def _settle(storefront: Storefront, outcome: str, seen: Seen, code: str) -> None
     # counted a duplicate as stored: stats subtract it (as for webhooks).
     with contextlib.suppress(RedisError):
         if outcome == "duplicate":
-            stats.record(current_app.extensions["relay"].redis, NAME, "duplicate")
+            stats.record(storefront.redis, NAME, "duplicate")
         elif outcome != "accepted":
-            stats.record(current_app.extensions["relay"].redis, NAME, "rejected", code=code)
+            stats.record(storefront.redis, NAME, "rejected", code=code)
         storefront.recent.add(outcome, seen.email, seen.product_id, seen.variant_id)
 
 

@@ -17,6 +17,7 @@ from relay.redis_conn import connect_web
 from relay.registry import Registry, default_registry
 from relay.runtime import health
 from relay.settings import ConfigError, Settings
+from relay.storefront import endpoint as storefront
 
 
 def create_app(
@@ -54,4 +55,5 @@ def create_app(
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(storefront.bp)  # off (404) unless RELAY_STOREFRONT_ORIGINS is set
     return app

@@ -211,3 +211,17 @@ class Platform:
     url_template: str = ""
     # Headers a real sender adds besides authentication, for `relay send` (topic, body).
     send_headers: Callable[[str, bytes], dict[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """An event source of the relay's own, beside the platforms: the storefront's
+    back-in-stock requests (relay/storefront/). Its events are stored, mapped and delivered
+    like a platform's, by the same worker, entity rules and dead letters, but it takes no
+    webhooks: no verifier, no secret, no URL under /webhooks/, not listed by `relay mappers`.
+    A built-in package declares it as `SOURCE = Source(...)` (mappers/storefront/)."""
+
+    name: str  # the events' `platform`: their dedup marks, stats and dead letters
+    title: str
+    map_event: Mapper  # pure: RawEvent -> records
+    topics: frozenset[str]

@@ -9,6 +9,11 @@ group `relay.mappers`:
 
 Nothing else needs to change for a new platform: settings, routes, `relay mappers` and the
 golden fixture test all read this registry.
+
+Beside the platforms it keeps the relay's own event sources (`SOURCE` in a built-in package,
+relay/mapping.py `Source`): the worker maps their events (`mapper_of`), but they are no
+platform: `get`, iteration and `names` (webhook routes, settings, `relay mappers`, the
+admin's platform rows) know only the platforms. A platform may not take a source's name.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 
 import mappers
-from relay.mapping import Platform
+from relay.mapping import Platform, Source
 from relay.settings import PlatformSettingsSpec
 from relay.verifiers import check_token
 
@@ -37,11 +42,21 @@ class RegistryError(Exception):
 
 
 class Registry:
-    def __init__(self, platforms: dict[str, Platform]):
+    def __init__(self, platforms: dict[str, Platform], sources: dict[str, Source] | None = None):
         self._platforms = dict(sorted(platforms.items()))
+        self._sources = dict(sources or {})
+        taken = sorted(set(self._platforms) & set(self._sources))
+        if taken:
+            raise RegistryError(f"platform {taken[0]!r} takes the name of the relay's own source")
 
     def get(self, name: str) -> Platform | None:
+        """The webhook platform of that name (never one of the relay's own sources)."""
         return self._platforms.get(name)
+
+    def mapper_of(self, name: str) -> Platform | Source | None:
+        """Whatever maps the stored events whose `platform` is `name`: a platform or one of
+        the relay's own sources (the worker's lookup)."""
+        return self._platforms.get(name) or self._sources.get(name)
 
     def __iter__(self) -> Iterator[Platform]:
         return iter(self._platforms.values())
@@ -85,6 +100,17 @@ def builtin_platforms() -> dict[str, Platform]:
     return found
 
 
+def builtin_sources() -> dict[str, Source]:
+    found: dict[str, Source] = {}
+    for info in pkgutil.iter_modules(mappers.__path__):
+        if not info.ispkg:
+            continue
+        source = getattr(importlib.import_module(f"mappers.{info.name}"), "SOURCE", None)
+        if isinstance(source, Source):
+            found[source.name] = source
+    return found
+
+
 def installed_platforms() -> dict[str, Platform]:
     found: dict[str, Platform] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -99,7 +125,7 @@ def discover() -> Registry:
         if name in platforms:
             log.warning("installed mapper %r replaces the built-in one", name)
         platforms[name] = platform
-    return Registry(platforms)
+    return Registry(platforms, builtin_sources())
 
 
 @cache

@@ -87,6 +87,9 @@ class Settings:
     dlq_max: int = 10_000
     log_format: str | None = None  # json | text; None: text in a terminal, else JSON
     log_level: str = "INFO"
+    # Shop origins (`scheme://host[:port]`) whose pages may call /storefront/...; none: the
+    # storefront endpoints are off (404).
+    storefront_origins: tuple[str, ...] = ()
 
     @property
     def sandbox(self) -> bool:
@@ -165,6 +168,7 @@ class Settings:
             log_format=env.text("RELAY_LOG_FORMAT")
             and env.choice("RELAY_LOG_FORMAT", "json", ("json", "text")),
             log_level=env.choice("RELAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            storefront_origins=env.origins("RELAY_STOREFRONT_ORIGINS"),
         )
 
 
@@ -221,6 +225,34 @@ def _option_problem(option: str, value: str) -> str | None:
         except (ZoneInfoNotFoundError, ValueError):
             return f"expected an IANA time zone such as America/New_York, got {value!r}"
     return None
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(raw: str) -> tuple[str, str | None]:
+    """`raw` as the `Origin` header a browser sends (`https://shop.example.com`, lower case,
+    no default port), or the problem with it. A browser's Origin never has a path, a query,
+    credentials or a wildcard, so a value with any of them could never match."""
+    example = "expected scheme://host[:port] such as https://shop.example.com"
+    parts = urlsplit(raw)
+    if parts.scheme not in DEFAULT_PORTS or not parts.netloc:
+        return "", example
+    if parts.path not in ("", "/") or parts.query or parts.fragment or raw.endswith(("?", "#")):
+        return "", f"an origin has no path, query or fragment ({example})"
+    if "@" in parts.netloc or "*" in parts.netloc:
+        return "", f"an origin has no user name or wildcard ({example})"
+    try:
+        port = parts.port
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        return "", example
+    if not host:
+        return "", example
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    suffix = f":{port}" if port is not None and port != DEFAULT_PORTS[parts.scheme] else ""
+    return f"{parts.scheme}://{host}{suffix}", None
 
 
 class _Env:
@@ -313,6 +345,17 @@ class _Env:
             # Do not echo the value: it may contain a password.
             raise ConfigError(f"{name}: expected a redis://, rediss:// or unix:// URL")
         return raw
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        """Space-separated web origins, each as a browser sends it in `Origin`."""
+        found: list[str] = []
+        for raw in (self.text(name) or "").split():
+            origin, problem = web_origin(raw)
+            if problem:
+                raise ConfigError(f"{name}: {raw!r} is not an origin: {problem}")
+            if origin not in found:
+                found.append(origin)
+        return tuple(found)
 
     def optional_bind(self, name: str) -> str | None:
         return self.bind(name, DEFAULT_BIND) if self.text(name) else None

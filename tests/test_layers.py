@@ -53,3 +53,15 @@ def test_a_mapper_importing_a_stage_breaks_a_contract(tmp_path):
     result = lint(tree)
     assert result.returncode != 0
     assert "Mappers import only the shared model BROKEN" in result.stdout
+
+
+def test_the_storefront_importing_delivery_beyond_its_variant_memory_breaks_a_contract(tmp_path):
+    tree = copy_tree(tmp_path)
+    assert lint(tree).returncode == 0  # its read of relay.delivery.variants is allowed
+    endpoint = tree / "relay" / "storefront" / "endpoint.py"
+    endpoint.write_text(endpoint.read_text() + "\nfrom relay.delivery import processor  # noqa\n")
+    result = lint(tree)
+    assert result.returncode != 0
+    assert "The storefront reads delivery's variant memory, nothing else of delivery BROKEN" in (
+        result.stdout
+    )

@@ -112,3 +112,45 @@ def test_issue13_company_id_is_read_and_must_fit_a_header():
             load({"RELAY_COMMERCE_COMPANY_ID": bad})
         assert str(error.value).startswith("RELAY_COMMERCE_COMPANY_ID: ")
         assert len(str(error.value).splitlines()) == 1
+
+
+# --- RELAY_STOREFRONT_ORIGINS -------------------------------------------------------------
+
+
+def test_storefront_origins_are_kept_as_browsers_send_them():
+    assert load({}).storefront_origins == ()  # unset: the storefront endpoints are off
+    s = load(
+        {
+            "RELAY_STOREFRONT_ORIGINS": " https://Shop.Example.com  http://localhost:8080 "
+            "https://shop.example.com:443 https://shop.example.com/ https://bücher.de"
+        }
+    )
+    # A browser's Origin is lower case and omits the default port: so are these, once each.
+    assert s.storefront_origins == (
+        "https://shop.example.com",
+        "http://localhost:8080",
+        "https://xn--bcher-kva.de",
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "*",
+        "shop.example.com",
+        "https://*.example.com",
+        "https://shop.example.com/product/1",
+        "https://shop.example.com?x=1",
+        "https://user@shop.example.com",
+        "ftp://shop.example.com",
+        "https://shop.example.com:99999",
+        "https://shop.example.com null",
+    ],
+)
+def test_a_storefront_origin_that_could_never_match_stops_start_up(value):
+    with pytest.raises(ConfigError) as error:
+        load({"RELAY_STOREFRONT_ORIGINS": value})
+    message = str(error.value)
+    assert message.startswith("RELAY_STOREFRONT_ORIGINS: ")
+    assert "scheme://host[:port]" in message
+    assert "\n" not in message

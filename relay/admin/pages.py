@@ -3,10 +3,13 @@ the confirmation pages before a purge (and the login and logout POSTs)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import g, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from relay import workspace
+from mappers.storefront.mapper import NAME as STOREFRONT
+from relay import stats, workspace
 from relay.admin.auth import FailedLogins, Sessions
 from relay.admin.blueprint import (
     DEAD_LETTERS_SHOWN,
@@ -26,6 +29,7 @@ from relay.admin.guard import current_session, drop_session_cookie, set_session_
 from relay.admin.view import platform_rows, without_credentials
 from relay.delivery.deadletters import DeadLetters
 from relay.redaction import redact, secrets_of
+from relay.storefront.recent import RecentRequests
 
 _NOTICES = {
     "replayed": "Replayed {n} dead letter{s}: back on the queue, to be mapped again with "
@@ -108,7 +112,24 @@ def overview() -> str:
         records=sandbox_records(SANDBOX_RECORDS_SHOWN),
         api_url=without_credentials(ctx.settings.commerce_api_url),
         workspace=workspace.status(ctx.settings, workspace.load(ctx.redis)),
+        storefront=storefront_state(),
     )
+
+
+STOREFRONT_REQUESTS_SHOWN = 10
+
+
+def storefront_state() -> dict[str, Any] | None:
+    """The storefront's origins, counts and latest requests (emails masked); None: off."""
+    ctx = context()
+    if not ctx.settings.storefront_origins:
+        return None
+    [counts] = stats.read(ctx.redis, [STOREFRONT])
+    return {
+        "origins": ctx.settings.storefront_origins,
+        "stats": counts,
+        "recent": RecentRequests(ctx.redis).latest(STOREFRONT_REQUESTS_SHOWN),
+    }
 
 
 @bp.get("/dead-letters/<event_id>")

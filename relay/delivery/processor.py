@@ -152,7 +152,7 @@ class EventProcessor:
         return prepared
 
     def _plan(self, event: RawEvent, one: Prepared) -> Plan | None:
-        platform = self.registry.get(event.platform)
+        platform = self.registry.mapper_of(event.platform)  # a platform or the storefront
         if platform is None:
             one.outcome = self.endings.dead(
                 event, "unknown_platform", f"no mapper for {event.platform!r}"

@@ -103,6 +103,12 @@ class VariantMemory:
         pipe.execute()
         return True
 
+    def variant_ids(self, product_id: str) -> list[str] | None:
+        """The variant ids of a variable product as its store last listed them; None when
+        the relay knows no such product (read-only, one command: the storefront asks it)."""
+        raw = self.redis.hget(_product_key(product_id), "variant_ids")
+        return None if raw is None else [str(v) for v in json.loads(raw)]
+
     def parent_of(self, variant_id: str) -> str | None:
         parent = self.redis.get(_parent_key(variant_id))
         return parent.decode() if parent else None

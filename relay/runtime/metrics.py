@@ -52,6 +52,13 @@ EVENT_DELAY = Histogram(
     "From a webhook's arrival to the last of its requests delivered.",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 21600, 86400),
 )
+STOREFRONT_REQUESTS = Counter(
+    "relay_storefront_requests",
+    "Back-in-stock requests posted from shop pages (/storefront/back-in-stock), by outcome: "
+    "accepted, duplicate, invalid, honeypot, origin_not_allowed, rate_limited_address, "
+    "rate_limited_email, body_too_large, unsupported_media_type, unavailable.",
+    ["outcome"],
+)
 
 
 def endpoint(path: str) -> str:

@@ -197,3 +197,27 @@ def test_issue13_the_dead_letter_list_and_page_say_what_it_was_about(web, redis)
     assert "<code>status</code>" in issues and "Invalid enum" in issues
     assert "<code>placed</code>, <code>refunded</code>" in issues
     assert "no, says the API" in page
+
+
+def test_the_storefront_section_lists_recent_requests_with_masked_emails(settings, redis):
+    shop = "https://shop.example.com"
+    app = create_app(replace(settings, admin_token=TOKEN, storefront_origins=(shop,)), redis=redis)
+    web = app.test_client()
+    asked = {"email": "ann.lee@example.com", "productId": "42", "variantId": "44"}
+    for body in (asked, asked, {**asked, "email": "bob@"}):
+        web.post("/storefront/back-in-stock", json=body, headers={"Origin": shop})
+    log_in(web)
+    html = web.get("/admin/").get_data(as_text=True)
+    section = html.split('id="storefront"', 1)[1].split("</section>", 1)[0]
+    assert shop in section
+    assert "1 stored, 1 repeated, 1 refused" in section
+    assert section.count("a***@example.com") == 2 and "***" in section
+    assert "duplicate" in section and "invalid" in section and "accepted" in section
+    assert "ann.lee@example.com" not in html and "bob@" not in html
+
+
+def test_the_storefront_section_says_how_to_turn_it_on(web):
+    log_in(web)
+    html = web.get("/admin/").get_data(as_text=True)
+    section = html.split('id="storefront"', 1)[1].split("</section>", 1)[0]
+    assert "RELAY_STOREFRONT_ORIGINS" in section

@@ -64,13 +64,25 @@ def redis_server(workdir: Path, fsync: str | None = None) -> Iterator[RedisServe
 
 
 class FakeApiProcess:
-    """tests/fakeapi.py in its own process, so it does not share the benchmark's GIL."""
+    """tests/fakeapi.py in its own process, so it does not share the benchmark's GIL; with a
+    `latency`, every answer comes that many seconds after its request (served concurrently).
+    The SDK oracle is off: it would measure the fake, not the relay."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.latency = latency
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakeapi", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "tests.fakeapi",
+                "--port",
+                str(self.port),
+                "--latency",
+                repr(latency),
+                "--no-contract-check",
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
         )

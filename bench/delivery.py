@@ -1,11 +1,24 @@
-"""Delivery: events delivered per second by one worker process (in this process: the real
-RQ worker, inbox and rules) to the fake Commerce API in its own process, against a plain
-loop posting the same requests with one requests.Session. Runs alternate; the figure is the
-median of the pair ratios."""
+"""Delivery: events delivered per second to a fake Commerce API that answers after a fixed
+latency (the figure that matters: the API is across the internet), and at zero latency
+against a plain loop (the CPU's figure).
+
+At a distance (`--latency`, default 100 ms), real `relay worker` processes (1, 2 and 4) take
+a backlog of orders from Redis and deliver it to the fake API in its own process; the rate is
+measured from the first to the last order the API received. The ideal is `workers x
+RELAY_DELIVERY_CONCURRENCY / latency`. Also: product updates per second (batches of 100), and
+the time one worker takes to drain a backlog of 10,000 orders.
+
+At zero latency, one worker in this process (the real dispatcher, inbox and rules) against a
+plain loop posting the same requests with one requests.Session; runs alternate, the figure
+is the median of the pair ratios.
+"""
 
 from __future__ import annotations
 
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,36 +26,201 @@ from typing import Any
 import requests
 from redis import Redis
 
-from bench.common import API_KEY, FakeApiProcess, order_body, worker_bench
+from bench.common import (
+    API_KEY,
+    ROOT,
+    SECRET,
+    FakeApiProcess,
+    order_body,
+    product_body,
+    redis_server,
+    relay_env,
+    worker_bench,
+)
 from relay.delivery.worker import run_worker
-from relay.event_queue import EventQueue
 from relay.events import RawEvent, new_event_id
-from relay.intake.acceptor import Acceptor
+from relay.inbox import INBOX, Entry
 from relay.registry import default_registry
 from relay.settings import Settings
 
 EVENTS = 2000
 PAIRS = 3
+LATENCY = 0.1
+CONCURRENCY = 32
+WORKER_COUNTS = (1, 2, 4)
+ORDERS_PER_WORKER = 3000
+PRODUCTS = 3000
+BACKLOG = 10_000
 
 
-def _events(offset: int) -> list[RawEvent]:
+def _events(offset: int, count: int = EVENTS, topic: str = "order.created") -> list[RawEvent]:
+    body = order_body if topic.startswith("order") else product_body
     return [
         RawEvent(
-            new_event_id(),
-            "woocommerce",
-            "order.created",
-            time.time(),
-            order_body(offset + n),
-            "application/json",
+            new_event_id(), "woocommerce", topic, time.time(), body(offset + n), "application/json"
         )
-        for n in range(EVENTS)
+        for n in range(count)
     ]
 
 
+def load_inbox(redis: Redis, events: list[RawEvent]) -> None:
+    """Store events as ingest would (without dedup marks: these are all distinct)."""
+    pipe = redis.pipeline(transaction=False)
+    for n, event in enumerate(events, 1):
+        pipe.lpush(INBOX, Entry(event.to_dict(), None).to_json())
+        if n % 500 == 0:
+            pipe.execute()
+    pipe.execute()
+
+
+# --- at a distance --------------------------------------------------------------------------
+
+
+class Workers:
+    """`relay worker` processes, as `relay worker` runs them in a split deployment."""
+
+    def __init__(
+        self, workdir: Path, count: int, redis_url: str, api_url: str, concurrency: int
+    ):
+        metrics = workdir / "metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        env = relay_env(
+            RELAY_REDIS_URL=redis_url,
+            RELAY_COMMERCE_API_URL=api_url,
+            RELAY_COMMERCE_API_KEY=API_KEY,
+            RELAY_DELIVERY_CONCURRENCY=str(concurrency),
+            RELAY_WOOCOMMERCE_SECRET=SECRET,
+            RELAY_WOOCOMMERCE_CURRENCY="EUR",
+            PROMETHEUS_MULTIPROC_DIR=str(metrics),
+        )
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "relay", "worker"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(count)
+        ]
+
+    def wait_ready(self, redis: Redis, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(list(redis.scan_iter("relay:lease:*"))) < len(self.processes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _arrivals(api: FakeApiProcess, path: str, since: int) -> list[dict[str, Any]]:
+    return [r for r in api.requests()[since:] if r["path"] == path]
+
+
+def _wait_for(api: FakeApiProcess, path: str, since: int, count: int, timeout: float) -> list:
+    """The requests to `path` that arrived after the first `since`, once their products or
+    orders number `count`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        arrived = _arrivals(api, path, since)
+        if sum(len(r["ids"]) for r in arrived) >= count:
+            return arrived
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path}: {len(arrived)} requests after {timeout} s")
+        time.sleep(0.5)
+
+
+def _rate(arrived: list[dict[str, Any]]) -> float:
+    items = sum(len(r["ids"]) for r in arrived)
+    span = arrived[-1]["at"] - arrived[0]["at"]
+    return (items - len(arrived[0]["ids"])) / span if span > 0 else float("nan")
+
+
+def _orders_per_second(workdir: Path, count: int, latency: float, concurrency: int) -> float:
+    with redis_server(workdir / f"orders-{count}") as server:
+        redis = Redis.from_url(server.url)
+        api = FakeApiProcess(latency)
+        workers = Workers(workdir, count, server.url, api.url, concurrency)
+        try:
+            workers.wait_ready(redis)
+            since = len(api.requests())
+            total = ORDERS_PER_WORKER * count
+            load_inbox(redis, _events(0, total))
+            arrived = _wait_for(api, "/api/v1/orders", since, total, timeout=600)
+            return _rate(arrived)
+        finally:
+            workers.stop()
+            api.stop()
+
+
+def _products_per_second(workdir: Path, latency: float, concurrency: int) -> dict[str, Any]:
+    with redis_server(workdir / "products") as server:
+        redis = Redis.from_url(server.url)
+        api = FakeApiProcess(latency)
+        workers = Workers(workdir, 1, server.url, api.url, concurrency)
+        try:
+            workers.wait_ready(redis)
+            since = len(api.requests())
+            load_inbox(redis, _events(0, PRODUCTS, topic="product.updated"))
+            arrived = _wait_for(api, "/api/v1/products", since, PRODUCTS, timeout=600)
+            return {"per_second": round(_rate(arrived)), "requests": len(arrived)}
+        finally:
+            workers.stop()
+            api.stop()
+
+
+def _backlog_seconds(workdir: Path, latency: float, concurrency: int) -> float:
+    """A worker starting on a backlog: from its start to the last order delivered."""
+    with redis_server(workdir / "backlog") as server:
+        redis = Redis.from_url(server.url)
+        api = FakeApiProcess(latency)
+        load_inbox(redis, _events(0, BACKLOG))
+        started = time.time()
+        workers = Workers(workdir, 1, server.url, api.url, concurrency)
+        try:
+            arrived = _wait_for(api, "/api/v1/orders", 0, BACKLOG, timeout=1200)
+            return arrived[-1]["at"] - started
+        finally:
+            workers.stop()
+            api.stop()
+
+
+def at_distance(
+    workdir: Path, latency: float = LATENCY, concurrency: int = CONCURRENCY
+) -> dict[str, Any]:
+    rates = {
+        str(n): round(_orders_per_second(workdir, n, latency, concurrency))
+        for n in WORKER_COUNTS
+    }
+    ideal = concurrency / latency
+    return {
+        "latency_ms": round(latency * 1000),
+        "concurrency": concurrency,
+        "orders_per_second": rates,
+        "ideal_per_worker": round(ideal),
+        "ratio_one_worker": round(rates["1"] / ideal, 3),
+        "scaling": {n: round(rate / rates["1"], 2) for n, rate in rates.items()},
+        "products": _products_per_second(workdir, latency, concurrency),
+        "backlog": {
+            "orders": BACKLOG,
+            "seconds": round(_backlog_seconds(workdir, latency, concurrency), 1),
+        },
+    }
+
+
+# --- zero latency ---------------------------------------------------------------------------
+
+
 def _relay_rate(settings: Settings, redis: Redis, api: FakeApiProcess, offset: int) -> float:
-    queue = Acceptor(EventQueue(redis))
-    for event in _events(offset):
-        assert queue.accept(event, event.id)
+    load_inbox(redis, _events(offset))
     before = len(api.requests())
     started = time.perf_counter()
     run_worker(settings, default_registry(), burst=True)
@@ -65,7 +243,7 @@ def _plain_rate(api: FakeApiProcess, offset: int) -> float:
     return len(bodies) / (time.perf_counter() - started)
 
 
-def measure(workdir: Path) -> dict[str, Any]:
+def zero_latency(workdir: Path) -> dict[str, Any]:
     with worker_bench(workdir) as (settings, redis, api):
         pairs = []
         for n in range(PAIRS):
@@ -76,8 +254,13 @@ def measure(workdir: Path) -> dict[str, Any]:
     ratios = [r / p for r, p in pairs]
     return {
         "events": EVENTS,
+        "concurrency": settings.delivery_concurrency,
         "relay_per_second": [round(r) for r, _ in pairs],
         "plain_loop_per_second": [round(p) for _, p in pairs],
         "ratio": round(statistics.median(ratios), 3),
         "ratios": [round(x, 3) for x in ratios],
     }
+
+
+def measure(workdir: Path, latency: float = LATENCY) -> dict[str, Any]:
+    return {"at_distance": at_distance(workdir, latency), "zero_latency": zero_latency(workdir)}

@@ -154,10 +154,19 @@ class FakeCommerceApi:
         # A scenario's fault injector: called for each request without a scripted answer;
         # returns the answer to give instead (an outage, a slow answer...), or None.
         self.fault: Callable[[Received], Scripted | None] | None = None
+        # Every answer comes this many seconds after its request (the request takes effect
+        # at once): the round trip to an API on another continent. Served concurrently.
+        self.latency = 0.0
+        # Requests being served right now, the most ever at once, and the most at once for
+        # any one entity (an order id, a product id): what a test of concurrency reads.
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.max_in_flight_per_entity = 0
+        self._entities_in_flight: dict[str, int] = {}
         self._script: deque[Scripted] = deque()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -247,6 +256,23 @@ class FakeCommerceApi:
                 return scripted
         return None
 
+    def _enter(self, received: Received) -> list[str]:
+        entities = _ids(received.body)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            for entity in entities:
+                held = self._entities_in_flight.get(entity, 0) + 1
+                self._entities_in_flight[entity] = held
+                self.max_in_flight_per_entity = max(self.max_in_flight_per_entity, held)
+        return entities
+
+    def _leave(self, entities: list[str]) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            for entity in entities:
+                self._entities_in_flight[entity] -= 1
+
     def _record(self, received: Received) -> None:
         problems = self._contract_problems(received)
         with self._arrived:
@@ -319,40 +345,47 @@ class FakeCommerceApi:
                     body,
                     time.time(),
                 )
-                scripted = api._next_answer(self.path, body)
-                if scripted is None and api.fault is not None:
-                    scripted = api.fault(received)
-                delay = scripted.delay if scripted is not None else 0.0
-                apply_first = scripted is not None and scripted.apply_first
-                if delay and not apply_first:
-                    time.sleep(delay)
-                api._record(received)
-                if (
-                    api.api_key is not None
-                    and received.header("authorization") != f"Bearer {api.api_key}"
-                ):
-                    self._answer(
-                        401, {"success": False, "error": "Invalid API key", "code": "UNAUTHORIZED"}
-                    )
-                    return
-                if scripted is not None:
-                    status, answer, headers = scripted.status, scripted.body, scripted.headers
-                elif self.command == "DELETE":
-                    status, answer, headers = 200, {"success": True}, {}
-                else:
-                    answers = {
-                        **SUCCESS,
-                        **account_answers(api.key_type, received.header("x-company-id")),
-                    }
-                    status, answer = answers.get(
-                        self.path.partition("?")[0],
-                        (404, {"success": False, "error": "Not found", "code": "NOT_FOUND"}),
-                    )
-                    headers = {}
-                api._apply(received, status)
-                if delay and apply_first:
-                    time.sleep(delay)
-                self._answer(status, answer, headers)
+                entities = api._enter(received)
+                try:
+                    scripted = api._next_answer(self.path, body)
+                    if scripted is None and api.fault is not None:
+                        scripted = api.fault(received)
+                    delay = scripted.delay if scripted is not None else 0.0
+                    apply_first = scripted is not None and scripted.apply_first
+                    if delay and not apply_first:
+                        time.sleep(delay)
+                    api._record(received)
+                    if (
+                        api.api_key is not None
+                        and received.header("authorization") != f"Bearer {api.api_key}"
+                    ):
+                        self._answer(
+                            401,
+                            {"success": False, "error": "Invalid API key", "code": "UNAUTHORIZED"},
+                        )
+                        return
+                    if scripted is not None:
+                        status, answer, headers = scripted.status, scripted.body, scripted.headers
+                    elif self.command == "DELETE":
+                        status, answer, headers = 200, {"success": True}, {}
+                    else:
+                        answers = {
+                            **SUCCESS,
+                            **account_answers(api.key_type, received.header("x-company-id")),
+                        }
+                        status, answer = answers.get(
+                            self.path.partition("?")[0],
+                            (404, {"success": False, "error": "Not found", "code": "NOT_FOUND"}),
+                        )
+                        headers = {}
+                    api._apply(received, status)
+                    if delay and apply_first:
+                        time.sleep(delay)
+                    if api.latency:
+                        time.sleep(api.latency)
+                    self._answer(status, answer, headers)
+                finally:
+                    api._leave(entities)
 
             def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None):
                 data = b"" if body is None else json.dumps(body).encode()
@@ -384,11 +417,25 @@ def _ids(body: Any) -> list[str]:
     return []
 
 
+class _Server(ThreadingHTTPServer):
+    # Many workers connect at once (a benchmark keeps hundreds of requests in flight): a
+    # short listen backlog would make some wait a second for a SYN retry.
+    request_queue_size = 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument(
+        "--no-contract-check",
+        action="store_true",
+        help="skip the SDK oracle (a benchmark measures the relay, not the fake)",
+    )
     args = parser.parse_args()
     api = FakeCommerceApi(port=args.port).start()
+    api.latency = args.latency
+    api.check_contract = not args.no_contract_check
     print(f"fake Commerce API on {api.url} (Ctrl+C to stop)")
     try:
         while True:

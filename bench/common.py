@@ -102,7 +102,7 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
         try:
             if requests.get(url, timeout=1).status_code < 500:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer")

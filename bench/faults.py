@@ -444,6 +444,14 @@ def worker_sigkill(ctx: Scenario) -> None:
             os.kill(pids[n % len(pids)], signal.SIGKILL)
 
 
+def worker_sigkill_slow_api(ctx: Scenario) -> None:
+    """The API 100 ms away (many requests in flight per worker) while workers are killed:
+    what was in flight is all that may be sent again."""
+    ctx.api.latency = 0.1
+    worker_sigkill(ctx)
+    ctx.api.latency = 0.0
+
+
 def redis_restart(ctx: Scenario) -> None:
     ctx.api.fault = lambda r: Scripted(None, 200, delay=0.02)  # slow: a queue builds up
     time.sleep(1.5)
@@ -499,6 +507,7 @@ def api_500s(ctx: Scenario) -> None:
 SCENARIOS = {
     "duplicates-and-reordering": no_fault,
     "worker-sigkill": worker_sigkill,
+    "worker-sigkill-slow-api": worker_sigkill_slow_api,
     "redis-restart": redis_restart,
     "api-down": api_down,
     "api-429-retry-after": api_429,

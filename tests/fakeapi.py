@@ -176,7 +176,8 @@ class FakeCommerceApi:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeCommerceApi:
-        sdk_oracle.endpoints()  # read the SDK now (seconds), not during the first request
+        if self.check_contract:
+            sdk_oracle.endpoints()  # read the SDK now (seconds), not during the first request
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -433,9 +434,10 @@ def main() -> None:
         help="skip the SDK oracle (a benchmark measures the relay, not the fake)",
     )
     args = parser.parse_args()
-    api = FakeCommerceApi(port=args.port).start()
+    api = FakeCommerceApi(port=args.port)
     api.latency = args.latency
     api.check_contract = not args.no_contract_check
+    api.start()
     print(f"fake Commerce API on {api.url} (Ctrl+C to stop)")
     try:
         while True:

@@ -288,12 +288,14 @@ class Dispatcher:
 
     def _finish_entries(self, entries: list[Entry]) -> None:
         """Out of this worker's in-flight list (one round trip for all of them)."""
-        commands: list[Callable[[Any], Any]] = []
-        for entry in entries:
-            stored, event_id = entry.stored(), entry.event_id
-            commands.append(lambda p, s=stored: p.lrem(inflight_key(self.owner), 1, s))
-            commands.append(lambda p, e=event_id: p.delete(tries_key(e)))
-        self.recorder.write(commands)
+        self.recorder.write([c for entry in entries for c in self._finish_commands(entry)])
+
+    def _finish_commands(self, entry: Entry) -> list[Callable[[Any], Any]]:
+        stored, event_id = entry.stored(), entry.event_id
+        return [
+            lambda p: p.lrem(inflight_key(self.owner), 1, stored),
+            lambda p: p.delete(tries_key(event_id)),
+        ]
 
     # --- senders ------------------------------------------------------------------------------
 
@@ -311,6 +313,8 @@ class Dispatcher:
                 continue
             task = lane.popleft()
             self._running_locks.add(lock)
+            if self._outstanding[task.event.id] == 1:  # its event's last task
+                task.finish = self._finish_commands(self._held[task.event.id].entry)
             self._submit(task)
             room -= 1
 
@@ -344,14 +348,16 @@ class Dispatcher:
                 del self._lanes[lock]
         self._finish_entries(finished)
 
-    def _task_ended(self, one: Prepared, finished: list[Entry]) -> None:
+    def _task_ended(self, one: Prepared, finished: list[Entry], gone: bool = False) -> None:
+        """`gone`: the task's last write took the event out of the in-flight list already."""
         event_id = one.event.id
         self._outstanding[event_id] -= 1
         if self._outstanding[event_id] == 0:
             del self._outstanding[event_id]
             del self._held[event_id]
             self.processor.finish(one)
-            finished.append(one.entry)
+            if not gone:
+                finished.append(one.entry)
             if self._alone and not self._held:
                 self._alone = False
 
@@ -428,7 +434,7 @@ class Dispatcher:
         except Exception as exc:  # settling one event must not stop the others
             log.exception("could not settle a task", extra={"event_id": task.event.id})
             one.dead.append(self._broken(task, exc))
-        self._task_ended(one, finished)
+        self._task_ended(one, finished, gone=result.finished)
 
     @staticmethod
     def _broken(task: Task, exc: Exception) -> Any:

@@ -43,7 +43,7 @@ from redis import Redis, RedisError
 
 from relay.delivery.api_gate import ApiGate
 from relay.delivery.endings import Endings
-from relay.delivery.leases import alive
+from relay.delivery.leases import alive, lease_key
 from relay.delivery.processor import EventProcessor, Prepared
 from relay.delivery.product_flush import ProductFlush
 from relay.delivery.recorder import Recorder
@@ -51,6 +51,7 @@ from relay.delivery.task import Task, TaskResult, TaskRunner
 from relay.events import RawEvent, new_event_id
 from relay.inbox import CHUNK, MAX_FAILED_DRAINS, Entry, Inbox, inflight_key, tries_key
 from relay.runtime import metrics
+from relay.runtime.processes import owner_dead
 
 log = logging.getLogger("relay.worker")
 IDLE_WAIT_SECONDS = 1.0  # how long one blocking wait on an empty inbox lasts
@@ -466,7 +467,13 @@ class Dispatcher:
         """Give back the in-flight lists of workers whose lease expired (on any host)."""
         moved = 0
         for owner in self.inbox.owners():
-            if owner == self.owner or alive(self.redis, owner):
+            if owner == self.owner:
+                continue
+            if owner_dead(owner):
+                # On this host, and its process is gone (`relay run` restarting a killed
+                # worker): no need to wait for its lease; ending it frees its locks too.
+                self.redis.delete(lease_key(owner))
+            elif alive(self.redis, owner):
                 continue
             count = self.inbox.take_over(owner)
             if count:

@@ -275,3 +275,24 @@ def test_issue13_every_request_names_the_workspace_when_a_company_id_is_set(
     fake_api.reset()
     live_client(settings).probe()  # unset: not sent at all (a key bound to one company)
     assert fake_api.requests[0].header("x-company-id") is None
+
+
+def test_proxy_and_ca_settings_are_read_from_the_environment_once(monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    client = CommerceClient("https://api.example.test", "key")
+    assert client.session.proxies.get("https") == "http://proxy.internal:3128"
+    assert client.session.verify == str(bundle)
+    assert client.session.trust_env is False  # not read again per request
+
+
+def test_no_proxy_for_the_api_host_is_honoured(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "api.example.test")
+    client = CommerceClient("https://api.example.test", "key")
+    assert "https" not in client.session.proxies
+    assert client.session.trust_env is False
+

@@ -20,11 +20,13 @@ Things RQ leaves slow or fragile, handled here:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
 import threading
 import time
+from typing import Any
 
 from redis import Redis, RedisError
 from rq import SimpleWorker
@@ -49,6 +51,8 @@ EX_TEMPFAIL = 75  # "try again": Redis was unreachable
 # A worker killed mid-job on another host is noticed by a maintenance pass of any worker.
 # RQ's default of 600 s would leave such an event waiting ten minutes.
 MAINTENANCE_INTERVAL = 30
+SCHEDULER_OWNER = "relay:scheduler-owner:{}"  # RQ scheduler name -> its worker's name
+SCHEDULER_OWNER_DAYS = 30
 
 
 def worker_name() -> str:
@@ -129,7 +133,14 @@ class RelayWorker(SimpleWorker):
     drops dead letters past their retention time even when no new one arrives, and asks
     which workspace the data lands in (at start, then hourly: relay/delivery/account.py)."""
 
+    def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
+        super()._start_scheduler(*args, **kwargs)
+        if self.scheduler is not None:  # its lock names the scheduler, not this worker
+            note_scheduler_owner(self.connection, self.scheduler.name, self.name)
+
     def run_maintenance_tasks(self) -> None:
+        with contextlib.suppress(RedisError):  # before RQ's pass, which then takes the lock
+            release_dead_scheduler_lock(self.connection)
         super().run_maintenance_tasks()
         try:
             recover_abandoned_jobs(self.connection)
@@ -152,7 +163,8 @@ def _scheduler_gone(host: str, pid: int, info: dict[bytes, bytes]) -> bool:
 
 
 def release_dead_scheduler_lock(redis: Redis) -> bool:
-    """Free the retry scheduler's lock if the process holding it died on this host.
+    """Free the retry scheduler's lock if the worker holding it died: its lease is gone
+    (any host), or its scheduler process is gone (this host).
 
     Otherwise scheduled retries would wait for the lock to expire (about a minute) and for
     a worker's next maintenance pass.
@@ -161,18 +173,31 @@ def release_dead_scheduler_lock(redis: Redis) -> bool:
     holder = redis.get(lock_key)
     if holder is None:
         return False
+    owner = redis.get(SCHEDULER_OWNER.format(holder.decode()))
+    if owner is not None:  # a relay worker's scheduler: its lease says
+        return _gone(redis, owner.decode()) and _release_scheduler_lock(redis, lock_key, holder)
     info = redis.hgetall(f"rq:scheduler:{holder.decode()}")
     host, pid = info.get(b"hostname", b"").decode(), info.get(b"pid", b"0").decode()
     if not info or (pid.isdigit() and _scheduler_gone(host, int(pid), info)):
-        with redis.pipeline() as pipe:  # delete only if it is still the dead one's
-            pipe.watch(lock_key)
-            if pipe.get(lock_key) == holder:
-                pipe.multi()
-                pipe.delete(lock_key)
-                pipe.execute()
-        log.warning("released the retry scheduler lock of a dead process")
-        return True
+        return _release_scheduler_lock(redis, lock_key, holder)
     return False
+
+
+def _release_scheduler_lock(redis: Redis, lock_key: str, holder: bytes) -> bool:
+    with redis.pipeline() as pipe:  # delete only if it is still the dead one's
+        pipe.watch(lock_key)
+        if pipe.get(lock_key) == holder:
+            pipe.multi()
+            pipe.delete(lock_key)
+            pipe.execute()
+    log.warning("released the retry scheduler lock of a dead worker")
+    return True
+
+
+def note_scheduler_owner(redis: Redis, scheduler: str, worker: str) -> None:
+    """Which worker (and so which lease) a scheduler belongs to: RQ records only the host
+    and pid of its forked scheduler process, which another host cannot check."""
+    redis.set(SCHEDULER_OWNER.format(scheduler), worker, ex=SCHEDULER_OWNER_DAYS * 86_400)
 
 
 def recover_abandoned_jobs(redis: Redis) -> int:

@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from relay.delivery.entity_state import EntityStore, LockTimeout
 from relay.delivery.leases import Lease, lease_key
 from relay.delivery.worker import (
+    note_scheduler_owner,
     recover_abandoned_jobs,
     recover_intermediate_jobs,
     release_dead_scheduler_lock,
@@ -91,6 +92,19 @@ def test_dead_schedulers_lock_is_released_live_ones_kept(redis):
     redis.hset("rq:scheduler:sched-alive", mapping={"hostname": HOST, "pid": os.getpid()})
     assert not release_dead_scheduler_lock(redis)
     assert redis.get(lock) == b"sched-alive"
+
+
+def test_the_scheduler_lock_of_a_worker_dead_on_another_host_is_released(redis):
+    lock = "rq:scheduler-lock:relay"
+    scheduler = {"hostname": "another-host", "pid": "4242", "created_at": "2026-12-01T00:00:00Z"}
+    redis.hset("rq:scheduler:sched-there", mapping=scheduler)
+    redis.set(lock, "sched-there")
+    note_scheduler_owner(redis, "sched-there", "relay:another-host:4242:abc")
+    redis.set(lease_key("another-host:4242:abc"), "1", px=60_000)
+    assert not release_dead_scheduler_lock(redis)  # its worker's lease is alive
+    redis.delete(lease_key("another-host:4242:abc"))  # killed there: the lease expired
+    assert release_dead_scheduler_lock(redis)
+    assert redis.get(lock) is None
 
 
 def test_entity_lock_of_a_dead_holder_is_taken_over(redis):

@@ -1,0 +1,93 @@
+"""What delivery tells the sync side, through Redis (delivery never talks to a store):
+
+relay:sync:wanted:<platform>   sorted set: product id -> when to fetch it. Planning adds
+                               a product whose variation arrived while the relay does not
+                               know the product's variant list (the variation is held);
+                               the sync side fetches the product whole and pushes it
+                               (relay/sync/completion.py)
+relay:sync:found               hash "<platform>:<kind>" -> count: entities of reconciled
+                               events that delivery really sent (the entity rules let
+                               them through: webhooks had missed them), for
+                               relay_reconcile_found_total{platform,kind}
+relay:sync:found:<run>         the same, per reconcile run, for the admin page
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from redis import Redis
+
+from relay.events import RawEvent
+from relay.store_api import ORIGIN_HEADER, ORIGIN_RECONCILE, RUN_HEADER
+
+FOUND = "relay:sync:found"
+RUN_FOUND_TTL_SECONDS = 30 * 86400
+WANTED_MAX = 10_000  # a bound, should a store never answer
+
+
+def wanted_key(platform: str) -> str:
+    return f"relay:sync:wanted:{platform}"
+
+
+def run_found_key(run_id: str) -> str:
+    return f"relay:sync:found:{run_id}"
+
+
+class WantedProducts:
+    """Products whose variant list the relay wants from the store, for the platforms whose
+    store API is configured (for the others nobody would fetch them)."""
+
+    def __init__(self, redis: Redis, platforms: Iterable[str]):
+        self.redis = redis
+        self.platforms = frozenset(platforms)
+
+    def want(self, platform: str, product_ids: Iterable[str]) -> int:
+        ids = sorted(set(product_ids))
+        if platform not in self.platforms or not ids:
+            return 0
+        key = wanted_key(platform)
+        if self.redis.zcard(key) >= WANTED_MAX:
+            return 0
+        # NX: a product already wanted keeps its time (and its backoff).
+        return int(self.redis.zadd(key, dict.fromkeys(ids, time.time()), nx=True))
+
+
+def found_kind(entity: str) -> str:
+    """order, checkout, subscriber, product: the entity's kind ("order:7" -> "order")."""
+    return entity.split(":", 1)[0]
+
+
+def reconciled(event: RawEvent | dict[str, Any]) -> tuple[str, str] | None:
+    """(platform, run id) of an event a reconcile run fetched, else None. Takes a RawEvent or
+    the reference a product write keeps of its event (relay/delivery/product_outbox.py)."""
+    if isinstance(event, RawEvent):
+        if event.header(ORIGIN_HEADER) != ORIGIN_RECONCILE:
+            return None
+        return event.platform, event.header(RUN_HEADER) or ""
+    if event.get("origin") != ORIGIN_RECONCILE:
+        return None
+    return str(event.get("platform", "")), str(event.get("run") or "")
+
+
+def count_found(pipe: Any, platform: str, run_id: str, kind: str, count: int = 1) -> None:
+    """In the caller's pipeline: `count` entities of a reconcile run were really sent."""
+    pipe.hincrby(FOUND, f"{platform}:{kind}", count)
+    if run_id:
+        pipe.hincrby(run_found_key(run_id), kind, count)
+        pipe.expire(run_found_key(run_id), RUN_FOUND_TTL_SECONDS)
+
+
+def found_totals(redis: Redis) -> dict[tuple[str, str], int]:
+    """(platform, kind) -> entities found by reconcile runs, ever."""
+    out: dict[tuple[str, str], int] = {}
+    for field_name, value in redis.hgetall(FOUND).items():
+        platform, _, kind = field_name.decode().partition(":")
+        out[(platform, kind)] = int(value)
+    return out
+
+
+def run_found(redis: Redis, run_id: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in redis.hgetall(run_found_key(run_id)).items()}

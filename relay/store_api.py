@@ -146,7 +146,9 @@ class Page:
 
     items: list[Item]
     cursor: dict[str, Any] | None  # the next call's cursor; None: the phase is complete
-    total: int | None = None  # rows in the whole walk, when the store says (X-WP-Total)
+    # Rows left in the walk from this page on, this page's included, when the store says
+    # (WooCommerce's X-WP-Total of the page's query): the engine's progress and ETA.
+    remaining: int | None = None
     scanned: int = 0  # rows read (a guests scan reads orders and pushes none)
     skipped: list[str] = field(default_factory=list)  # rows the store could not return
     sightings: list[Sighting] = field(default_factory=list)

@@ -10,6 +10,15 @@ relay:sync:found               hash "<platform>:<kind>" -> count: entities of re
                                them through: webhooks had missed them), for
                                relay_reconcile_found_total{platform,kind}
 relay:sync:found:<run>         the same, per reconcile run, for the admin page
+
+And what the workers' scheduling and /metrics share with the sync side:
+
+relay:sync:<platform>:reconcile:slot:<n>   claimed (SET NX) by the one worker that starts
+                               reconcile run n (n = time // RELAY_RECONCILE_INTERVAL)
+relay:sync:<platform>:completion:claim     a completion job is queued or running
+relay:sync:webhooks            hash "<platform>" -> JSON: the store's webhooks as the last
+                               check found them (relay/sync/webhooks.py)
+relay:sync:webhooks:reenabled  hash "<platform>" -> webhooks the relay re-enabled, ever
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ from relay.events import RawEvent
 from relay.store_api import ORIGIN_HEADER, ORIGIN_RECONCILE, RUN_HEADER
 
 FOUND = "relay:sync:found"
+WEBHOOK_HEALTH = "relay:sync:webhooks"
+WEBHOOKS_REENABLED = "relay:sync:webhooks:reenabled"
+COMPLETION_CLAIM_SECONDS = 300  # a job that died holding it: the claim expires
 RUN_FOUND_TTL_SECONDS = 30 * 86400
 WANTED_MAX = 10_000  # a bound, should a store never answer
 
@@ -91,3 +103,50 @@ def found_totals(redis: Redis) -> dict[tuple[str, str], int]:
 
 def run_found(redis: Redis, run_id: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in redis.hgetall(run_found_key(run_id)).items()}
+
+
+# --- scheduling (the workers claim, relay/jobs.py runs) --------------------------------------
+
+
+def reconcile_slot_key(platform: str, slot: int) -> str:
+    return f"relay:sync:{platform}:reconcile:slot:{slot}"
+
+
+def claim_reconcile(redis: Redis, platform: str, interval: int, now: float | None = None) -> int:
+    """The slot number when this caller won this interval's reconcile run, else 0: exactly
+    one claim per interval whatever the number of workers asking (SET NX)."""
+    if interval <= 0:
+        return 0
+    slot = int((time.time() if now is None else now) // interval)
+    won = redis.set(reconcile_slot_key(platform, slot), "1", nx=True, ex=max(interval * 3, 60))
+    return slot if won else 0
+
+
+def completion_claim_key(platform: str) -> str:
+    return f"relay:sync:{platform}:completion:claim"
+
+
+def claim_completion(redis: Redis, platform: str, now: float | None = None) -> bool:
+    """True when products are wanted now and no completion job is queued or running."""
+    if not redis.zcount(wanted_key(platform), "-inf", time.time() if now is None else now):
+        return False
+    return bool(
+        redis.set(completion_claim_key(platform), "1", nx=True, ex=COMPLETION_CLAIM_SECONDS)
+    )
+
+
+def reenabled_totals(redis: Redis) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in redis.hgetall(WEBHOOKS_REENABLED).items()}
+
+
+def webhook_health(redis: Redis) -> dict[str, dict[str, Any]]:
+    """Platform -> the last webhook check's findings (relay/sync/webhooks.py Health)."""
+    import json
+
+    out = {}
+    for platform, raw in redis.hgetall(WEBHOOK_HEALTH).items():
+        try:
+            out[platform.decode()] = json.loads(raw)
+        except ValueError:
+            continue
+    return out

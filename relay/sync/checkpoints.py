@@ -60,6 +60,7 @@ class Run:
     finished_at: float | None = None
     error: str = ""
     dry_run: bool = False
+    auth_failed: bool = False  # this process's: the store refused the credentials
 
     def to_hash(self) -> dict[str, str]:
         return {

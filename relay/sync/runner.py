@@ -109,7 +109,7 @@ class Runner:
         except StoreUnavailable as exc:
             run.status, run.error = "interrupted", str(exc)
         except StoreAuthError as exc:
-            run.status, run.error = "failed", str(exc)
+            run.status, run.error, run.auth_failed = "failed", str(exc), True
         except StoreError as exc:
             run.status, run.error = "failed", str(exc)
         finished = run.status in ("done", "incomplete")
@@ -192,15 +192,7 @@ class Runner:
 
     def _event(self, run: Run, item: Item) -> RawEvent:
         origin = ORIGIN_RECONCILE if run.kind == "reconcile" else ORIGIN_SYNC
-        return RawEvent(
-            id=new_event_id(),
-            platform=self.platform.name,
-            topic=item.topic,
-            received_at=time.time(),
-            body=item.body,
-            content_type="application/json",
-            headers={ORIGIN_HEADER: origin, RUN_HEADER: run.run_id},
-        )
+        return store_event(self.platform.name, item, origin, run.run_id)
 
     def _wait_for_room(self, run: Run, state: PhaseState) -> None:
         """Backpressure: the workers deliver what waits before more is fetched."""
@@ -308,6 +300,19 @@ class Runner:
                 self.counts["unmappable"] += 1
                 continue
             self.counts.update(record.kind for record in records)
+
+
+def store_event(platform: str, item: Item, origin: str, run_id: str) -> RawEvent:
+    """A fetched record as the event a webhook would have stored, saying where it came from."""
+    return RawEvent(
+        id=new_event_id(),
+        platform=platform,
+        topic=item.topic,
+        received_at=time.time(),
+        body=item.body,
+        content_type="application/json",
+        headers={ORIGIN_HEADER: origin, RUN_HEADER: run_id},
+    )
 
 
 def _merge(held: dict[str, dict[str, Any]], sighting: Sighting) -> None:

@@ -61,7 +61,7 @@ def reconcile_store(platform: str, slot: int = 0) -> str:
     def work() -> None:
         store = service.open_store(context.settings, context.registry, context.redis, platform)
         try:
-            service.reconcile(store, lock_wait=10.0)
+            service.reconcile(store, lock_wait=10.0, slot=slot)
         finally:
             store.close()
 

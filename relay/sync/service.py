@@ -15,6 +15,7 @@ read newest first each run, and every customer compared once a day.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
@@ -54,6 +55,33 @@ def gmt_epoch(text: str) -> float:
 
 def full_scan_key(platform: str) -> str:
     return f"relay:sync:{platform}:full_scan_at"
+
+
+def history_key(platform: str, kind: str) -> str:
+    """The last runs of a kind, newest first (the admin page; one per interval's slot)."""
+    return f"relay:sync:{platform}:{kind}:history"
+
+
+HISTORY_KEPT = 50
+
+
+def _remember(redis: Redis, run: Run) -> None:
+    entry = {
+        "run_id": run.run_id,
+        "status": run.status,
+        "slot": run.params.get("slot", 0),
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "error": run.error,
+    }
+    pipe = redis.pipeline(transaction=False)
+    pipe.lpush(history_key(run.platform, run.kind), json.dumps(entry))
+    pipe.ltrim(history_key(run.platform, run.kind), 0, HISTORY_KEPT - 1)
+    pipe.execute()
+
+
+def history(redis: Redis, platform: str, kind: str) -> list[dict]:
+    return [json.loads(raw) for raw in redis.lrange(history_key(platform, kind), 0, -1)]
 
 
 @dataclass
@@ -193,6 +221,7 @@ def backfill(
         if run.status in FINISHED:
             # It read every customer: the daily comparison can wait a day.
             store.redis.set(full_scan_key(store.name), repr(time.time()))
+        _remember(store.redis, run)
         return run
 
 
@@ -228,6 +257,7 @@ def reconcile(
     lock_wait: float = 0.0,
     check_webhooks: bool = True,
     on_start: Callable[[Run, bool], None] | None = None,
+    slot: int = 0,
 ) -> ReconcileResult:
     """What changed since the last run, and the store's webhooks checked (and repaired)."""
     from relay.sync import webhooks
@@ -254,7 +284,8 @@ def reconcile(
                 "reconcile",
                 new_run_id("reconcile"),
                 store.client.reconcile(since, until, full),
-                params={"since": since, "until": until, "full_scan": full},
+                # slot: the interval's, when the workers' schedule started it
+                params={"since": since, "until": until, "full_scan": full, "slot": slot},
                 started_at=now,
             )
             checkpoints.begin(run)
@@ -263,6 +294,7 @@ def reconcile(
         run = _runner(store, checkpoints, lock, progress).run(run)
         if run.status in FINISHED and run.params.get("full_scan"):
             store.redis.set(full_scan_key(store.name), repr(run.started_at))
+        _remember(store.redis, run)
         return ReconcileResult(run, health, resumed)
 
 

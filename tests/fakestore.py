@@ -50,7 +50,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "mappers" / "woocommerce" / "fi
 API = "/wp-json/wc/v3"
 KEY = "ck_test_0123456789"
 SECRET = "cs_test_abcdefghij"
-EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+# The generated store's history starts three years ago (whatever the store's size, every
+# date is in the past: a backfill reads what was modified before it started).
+EPOCH = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3 * 365)
+HISTORY_SECONDS = 2 * 365 * 86400  # customers and orders spread over two years
 
 
 def _fixture(name: str) -> dict[str, Any]:
@@ -212,7 +215,7 @@ class FakeStore:
         for n in range(n_customers):
             row = copy.deepcopy(customer)
             cid = self._id()
-            created = EPOCH + timedelta(hours=5 * n)
+            created = EPOCH + timedelta(seconds=HISTORY_SECONDS * n // max(n_customers, 1))
             row.update(
                 id=cid,
                 email=f"customer{cid}@example.com",
@@ -231,7 +234,8 @@ class FakeStore:
         for n in range(n_orders):
             row = copy.deepcopy(order)
             oid = self._id()
-            created = EPOCH + timedelta(hours=3 * n, seconds=rng.randint(0, 3000))
+            spread = HISTORY_SECONDS * n // max(n_orders, 1)
+            created = EPOCH + timedelta(seconds=spread + rng.randint(0, 3000))
             modified = created + timedelta(minutes=rng.randint(1, 600))
             guest = not customer_ids or (guest_every and n % guest_every == 0)
             buyer = 0 if guest else customer_ids[n % len(customer_ids)]

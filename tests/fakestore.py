@@ -36,6 +36,7 @@ import hmac
 import json
 import math
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class Request:
     path: str  # without /wp-json/wc/v3
     query: dict[str, str]
     status: int = 0
+    auth: str = ""  # how it authenticated: basic, query, oauth (none: "")
 
 
 class FakeStore:
@@ -100,8 +102,11 @@ class FakeStore:
         secret: str = SECRET,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: tuple[str, str] | None = None,  # (certificate, key) files: serve HTTPS
     ):
         self.key, self.secret = key, secret
+        # As Apache with CGI does: the Authorization header never reaches WordPress.
+        self.strip_authorization = False
         self.read_only = False
         self.delay = 0.0
         self.broken: set[tuple[str, int]] = set()  # ("product", 12): cannot be rendered
@@ -129,6 +134,12 @@ class FakeStore:
         )
         self._server = _Server((host, port), self._handler())
         self._server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread: threading.Thread | None = None
 
     # --- life ---------------------------------------------------------------------------
@@ -136,7 +147,7 @@ class FakeStore:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self) -> FakeStore:
         self._thread = threading.Thread(
@@ -689,9 +700,9 @@ class FakeStore:
                     self.command,
                     path,
                     query,
-                    self.headers.get("Authorization"),
+                    None if store.strip_authorization else self.headers.get("Authorization"),
                     body,
-                    f"http://{host}{parts.path}",
+                    f"{store.scheme}://{host}{parts.path}",
                 )
                 with store._lock:
                     store.request_count += 1
@@ -701,7 +712,16 @@ class FakeStore:
                             for k, v in query.items()
                             if k not in ("consumer_key", "consumer_secret")
                         }
-                        store.requests.append(Request(self.command, path, shown, status))
+                        auth = (
+                            "oauth"
+                            if "oauth_signature" in query
+                            else "query"
+                            if "consumer_key" in query
+                            else "basic"
+                            if self.headers.get("Authorization")
+                            else ""
+                        )
+                        store.requests.append(Request(self.command, path, shown, status, auth))
                 self._send(status, answer, headers)
 
             def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:

@@ -33,6 +33,9 @@ import requests
 from relay.store_api import StoreResponse, StoreUnavailable
 
 log = logging.getLogger("relay.sync")
+# urllib3 logs every request line at DEBUG, query string included: with query-string
+# authentication that is the consumer secret. Its debug lines are never wanted here.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 USER_AGENT = (
     "relay-sync/0.1 (commerce relay: reads the catalog, customers and orders for Sequenzy; "
     "one request at a time) python-requests"

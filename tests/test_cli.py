@@ -449,3 +449,48 @@ def test_sync_killed_mid_way_resumes_and_pushes_each_record_once(
         assert len(writes) == len(store.published())
     finally:
         store.stop()
+
+
+def test_connect_creates_every_webhook_then_repairs_idempotently(
+    redis_server, redis, small_store, tmp_path
+):
+    import subprocess
+
+    env = _sync_env(redis_server, small_store, tmp_path)
+    args = _relay("connect", "woocommerce", "--url", "https://relay.example.com/")
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    hooks = list(small_store.webhooks.values())
+    topics = sorted(h["topic"] for h in hooks)
+    assert "order.created" in topics and "customer.deleted" not in topics
+    assert {h["delivery_url"] for h in hooks} == {"https://relay.example.com/webhooks/woocommerce"}
+    assert {h["secret"] for h in hooks} == {"cli-test-woocommerce-secret"}
+    assert {h["api_version"] for h in hooks} == {"wp_api_v3"}
+
+    small_store.webhooks[hooks[0]["id"]]["status"] = "disabled"
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert len(small_store.webhooks) == len(hooks)  # none created twice
+    assert {h["status"] for h in small_store.webhooks.values()} == {"active"}
+    assert "re-enabled" in again.stdout
+
+    small_store.read_only = True
+    refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "Read/Write" in refused.stderr
+
+
+def test_reconcile_says_what_it_handed_over_and_the_webhooks_state(
+    redis_server, redis, small_store, tmp_path
+):
+    import subprocess
+
+    small_store.add_webhook(
+        "order.created", "https://relay.example.com/webhooks/woocommerce", status="disabled"
+    )
+    env = _sync_env(redis_server, small_store, tmp_path)
+    done = subprocess.run(_relay("reconcile"), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "woocommerce: done" in done.stdout
+    assert "re-enabled" in done.stdout
+    assert "no active webhook for" in done.stdout  # the other topics were never created

@@ -37,10 +37,15 @@ def drain_inbox(drain_id: str) -> str:
 
 
 def sync_store(platform: str, orders_since: str | None = None) -> str:
-    """The admin's "Sync store": a backfill, or the one that stopped, resumed."""
+    """The admin's "Sync store": a backfill, or the one that stopped, resumed (with the
+    --orders-since it was started with: a new run would drop its checkpoints)."""
     from relay.sync import service
+    from relay.sync.checkpoints import RESUMABLE, Checkpoints
 
     context = current()
+    previous = Checkpoints(context.redis, platform, "backfill").load()
+    if orders_since is None and previous is not None and previous.status in RESUMABLE:
+        orders_since = previous.params.get("orders_since")
 
     def work() -> None:
         store = service.open_store(context.settings, context.registry, context.redis, platform)

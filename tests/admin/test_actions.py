@@ -252,3 +252,33 @@ def test_sync_store_needs_the_csrf_token_then_a_worker_syncs_and_the_page_shows_
         assert "Webhooks:</strong>" in page
     finally:
         store.stop()
+
+
+def test_sync_store_resumes_a_stopped_command_line_sync_with_its_orders(settings, redis, fake_api):
+    from relay.registry import default_registry
+    from relay.sync import service
+    from relay.sync.checkpoints import Checkpoints
+    from tests.conftest import WorkerHarness
+    from tests.fakestore import FakeStore
+    from tests.sync.conftest import with_store
+
+    store = FakeStore(products=12, customers=5, orders=6).start()
+    try:
+        configured = with_store(replace(settings, admin_token=TOKEN), store)
+        stopped = service.open_store(configured, default_registry(), redis, "woocommerce")
+        stopped.stop.set()  # as Ctrl-C before the first page
+        first = service.backfill(stopped, orders_since="2020-01-01T00:00:00")
+        assert first.status == "interrupted"
+
+        app = create_app(configured, redis=redis)
+        app.testing = True
+        web = app.test_client()
+        web.post("/admin/stores/woocommerce/sync", data={"csrf_token": log_in(web)})
+        WorkerHarness(configured, redis).run()
+        service.background_threads()["sync-woocommerce"].join(30)
+
+        run = Checkpoints(redis, "woocommerce", "backfill").load()
+        assert run.run_id == first.run_id and run.status == "done"
+        assert [p.name for p in run.phases][-1] == "orders"
+    finally:
+        store.stop()

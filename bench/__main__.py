@@ -1,4 +1,4 @@
-"""The benchmark harness: `python -m bench [ingest] [delivery] [batching] [live]`.
+"""The benchmark harness: `python -m bench [ingest] [delivery] [batching] [live] [sync]`.
 
 Prints one line per figure against its target and writes bench/results/bench.json (a run
 of some figures replaces only theirs in it, each stamped with when it was measured). Every
@@ -16,10 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import batching, delivery, ingest, live
+from bench import batching, delivery, ingest, live, sync
 
 RESULTS = Path(__file__).parent / "results" / "bench.json"
-FIGURES = {"ingest": ingest, "delivery": delivery, "batching": batching, "live": live}
+FIGURES = {
+    "ingest": ingest,
+    "delivery": delivery,
+    "batching": batching,
+    "live": live,
+    "sync": sync,
+}
 
 
 def lines(name: str, result: dict) -> list[str]:
@@ -53,6 +59,24 @@ def lines(name: str, result: dict) -> list[str]:
             f" worker's RSS peaked at {far['memory']['worker_rss_mb_peak']} MB",
             f"delivery   at zero latency (the CPU's figure): relay {zero['relay_per_second']}"
             f" events/s vs plain loop {zero['plain_loop_per_second']}/s: ratio {zero['ratio']}",
+        ]
+    if name == "sync":
+        store, memory, phases = result["store"], result["memory_mb"], result["phases"]
+        rates = ", ".join(
+            f"{n} {p['items_per_second']}/s" for n, p in phases.items() if isinstance(p, dict)
+        )
+        return [
+            f"sync       {store['products']} products, {store['customers']} customers,"
+            f" {store['orders']} orders at {result['latency_ms']} ms: all delivered in"
+            f" {result['total_seconds']} s (the sync process {result['sync_seconds']} s;"
+            f" target < 600 s), {result['workers']} workers x {result['concurrency']}",
+            f"sync       read per phase: {rates}; {result['store_requests']} store requests",
+            f"sync       Commerce API: {result['api_requests_total']} requests"
+            f" ({', '.join(f'{p} {n}' for p, n in sorted(result['api_requests'].items()))});"
+            f" {result['products_sent']} products",
+            f"sync       peak RSS: sync {memory['sync_rss_peak']} MB, workers"
+            f" {memory['worker_rss_peak']} MB (PSS with the scheduler"
+            f" {memory['worker_pss_peak_with_scheduler']} MB) (target < 200 MB each)",
         ]
     if name == "batching":
         return [
@@ -114,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     report.pop("when", None)  # older reports had one date for all figures
     for name in args.figures or list(FIGURES):
         with tempfile.TemporaryDirectory(prefix=f"relay-bench-{name}-") as tmp:
-            if name == "delivery":
-                measured = delivery.measure(Path(tmp), args.latency)
+            if name in ("delivery", "sync"):
+                measured = FIGURES[name].measure(Path(tmp), args.latency)
             else:
                 measured = FIGURES[name].measure(Path(tmp))
         report[name] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **measured}

@@ -456,5 +456,308 @@ def send(platform_name: str, file: Path, url: str | None, topic: str | None) -> 
     sys.exit(0 if response.ok else 1)
 
 
+# --- the store: sync, reconcile, connect (relay/sync/) ------------------------------------
+
+
+def _date_option(value: str | None) -> str | None:
+    """--orders-since: a date (2024-01-31) or a UTC time (2024-01-31T12:00:00)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"--orders-since: expected a date such as 2024-01-31, got {value!r}", 2)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@contextlib.contextmanager
+def _store(settings: Settings, registry: Registry, name: str) -> Iterator[Any]:
+    """The platform's store, open, with Ctrl-C (and SIGTERM) stopping the run cleanly at
+    the next page: its checkpoints say where it was."""
+    import signal
+    import threading
+
+    from relay.sync.service import NoStore, open_store
+
+    stop = threading.Event()
+
+    def stopping(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: now
+            raise KeyboardInterrupt
+        click.echo("\nstopping after this request (Ctrl-C again to quit now)", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _redis(settings) as redis:
+            try:
+                store = open_store(settings, registry, redis, name, stop=stop)
+            except NoStore as exc:
+                _fail(str(exc), 2)
+            try:
+                yield store
+            finally:
+                store.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _sync_logs(settings: Settings) -> None:
+    """The command line says itself what happened (progress, skipped records, the end): the
+    sync's own log lines only when RELAY_LOG_LEVEL asks for them."""
+
+    from relay.runtime import logs
+
+    level = settings.log_level if os.environ.get("RELAY_LOG_LEVEL") else "ERROR"
+    logs.configure(level, log_format=settings.log_format)
+
+
+def _run_ended(store: Any, run: Any, again: str) -> int:
+    """One line for how the run ended; the exit status."""
+    if run.auth_failed:
+        click.echo(
+            f"relay: the store refused the credentials ({_printable(run.error)}): "
+            f"{store.credentials_hint()}",
+            err=True,
+        )
+        return 2
+    if run.status == "done":
+        return 0
+    if run.status == "incomplete":
+        return 1
+    if run.status == "interrupted":
+        click.echo(
+            f"{run.kind} interrupted ({_printable(run.error)}): run `{again}` again to "
+            "go on from where it stopped",
+            err=True,
+        )
+        return 1
+    click.echo(
+        f"relay: {run.kind} failed: {_printable(run.error)} (run `{again}` again to go "
+        "on from where it stopped)",
+        err=True,
+    )
+    return 1
+
+
+def _skipped_lines(redis: Any, run: Any) -> list[str]:
+    from relay.sync.checkpoints import Checkpoints
+
+    lines = []
+    for state in Checkpoints(redis, run.platform, run.kind).phases(run):
+        if state.skipped:
+            ids = ", ".join(state.skipped_ids)
+            more = (
+                f" and {state.skipped - len(state.skipped_ids)} more"
+                if (state.skipped > len(state.skipped_ids))
+                else ""
+            )
+            lines.append(f"  {state.name}: could not read {ids}{more}")
+    return lines
+
+
+@main.command()
+@click.argument("platform_name", metavar="PLATFORM")
+@click.option(
+    "--orders-since",
+    default=None,
+    metavar="DATE",
+    help="Also send the orders placed since DATE (UTC). Whether historical `placed` orders "
+    "start automations at Sequenzy is not documented: pause order automations first.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Fetch and map, count what would be sent, send nothing."
+)
+def sync(platform_name: str, orders_since: str | None, dry_run: bool) -> None:
+    """Initial sync from the store's own API: products with their complete variants,
+    customers, guest buyers (and orders with --orders-since). Resumable: run it again after
+    an interruption and it goes on from the last page stored. Needs a worker running
+    (`relay run` or `relay worker`) to deliver what it finds."""
+    from relay.sync.lock import StoreBusy
+    from relay.sync.progress import ProgressPrinter
+    from relay.sync.service import backfill
+
+    since = _date_option(orders_since)
+    settings, registry = _load()
+    _sync_logs(settings)
+    again = f"relay sync {platform_name}" + (f" --orders-since {orders_since}" if since else "")
+    printer = ProgressPrinter()
+
+    def started(run: Any, resumed: bool) -> None:
+        what = ", ".join(p.title for p in run.phases)
+        if run.dry_run:
+            printer.header = f"dry run of {store.config.url}: {what} (nothing is sent)"
+        elif resumed:
+            printer.header = f"resuming {run.run_id} ({what})"
+        else:
+            printer.header = f"sync {run.run_id} of {store.config.url}: {what}"
+
+    with _store(settings, registry, platform_name) as store:
+        try:
+            run = backfill(
+                store, orders_since=since, dry_run=dry_run, progress=printer, on_start=started
+            )
+        except StoreBusy as exc:
+            _fail(f"another process is talking to the store ({_printable(exc)}); wait for it", 1)
+        printer.finish()
+        code = _run_ended(store, run, again)
+        if run.dry_run and run.status == "done":
+            counts = run.params.get("counts", {})
+            shown = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "nothing"
+            click.echo(f"dry run: the workers would be handed {shown}; nothing was sent")
+        elif run.status in ("done", "incomplete"):
+            pushed = sum(p["pushed"] for p in _phase_counts(store.redis, run))
+            click.echo(
+                f"{run.status}: {pushed} records handed to the workers, which send what the "
+                "entity rules do not find unchanged"
+            )
+            for line in _skipped_lines(store.redis, run):
+                click.echo(line)
+    sys.exit(code)
+
+
+def _phase_counts(redis: Any, run: Any) -> list[dict[str, Any]]:
+    from relay.sync.checkpoints import Checkpoints
+
+    return [
+        {"name": s.name, "pushed": s.pushed, "scanned": s.scanned, "skipped": s.skipped}
+        for s in Checkpoints(redis, run.platform, run.kind).phases(run)
+    ]
+
+
+@main.command()
+@click.argument("platform_name", metavar="PLATFORM", required=False)
+def reconcile(platform_name: str | None) -> None:
+    """Ask the store now what changed since the last run (webhooks it may have missed), and
+    check its webhooks (a disabled one is re-enabled). Without PLATFORM: every store set up."""
+    from relay.sync.lock import StoreBusy
+    from relay.sync.progress import ProgressPrinter
+    from relay.sync.service import reconcile as reconcile_store
+
+    settings, registry = _load()
+    _sync_logs(settings)
+    names = [platform_name] if platform_name else sorted(settings.stores)
+    if not names:
+        _fail("no store API is set up (e.g. RELAY_WOOCOMMERCE_STORE_URL and its key)", 2)
+    worst = 0
+    for name in names:
+        printer = ProgressPrinter()
+        with _store(settings, registry, name) as store:
+            try:
+                result = reconcile_store(store, progress=printer)
+            except StoreBusy as exc:
+                _fail(f"another process is talking to the store ({_printable(exc)}); wait", 1)
+            except Exception as exc:
+                from relay.store_api import StoreAuthError
+
+                if not isinstance(exc, StoreAuthError):
+                    raise
+                _fail(
+                    f"the store refused the credentials ({_printable(exc)}): "
+                    f"{store.credentials_hint()}",
+                    2,
+                )
+            printer.finish()
+            run = result.run
+            code = _run_ended(store, run, f"relay reconcile {name}")
+            if run.status in ("done", "incomplete"):
+                pushed = sum(p["pushed"] for p in _phase_counts(store.redis, run))
+                click.echo(
+                    f"{name}: {run.status}, {run.params['since']} to {run.params['until']} UTC: "
+                    f"{pushed} records handed to the workers (what they send is what webhooks "
+                    "had missed: relay_reconcile_found_total, the admin page)"
+                )
+                for line in _skipped_lines(store.redis, run):
+                    click.echo(line)
+            if result.health is not None:
+                for line in _health_lines(result.health):
+                    click.echo(f"{name}: {line}")
+            worst = max(worst, code)
+    sys.exit(worst)
+
+
+def _health_lines(health: Any) -> list[str]:
+    lines = [f"webhook {i} re-enabled" for i in health.reenabled]
+    lines += [f"webhook {i} created" for i in health.created]
+    if health.missing:
+        lines.append(
+            f"no active webhook for {', '.join(health.missing)} "
+            "(run `relay connect PLATFORM --url URL`)"
+        )
+    lines += [_printable(p) for p in health.problems]
+    if not lines:
+        lines.append(f"webhooks ok ({len(health.webhooks)})")
+    return lines
+
+
+@main.command()
+@click.argument("platform_name", metavar="PLATFORM")
+@click.option(
+    "--url", required=True, help="The relay's public base URL, e.g. https://relay.example.com"
+)
+def connect(platform_name: str, url: str) -> None:
+    """Create or repair the store's webhooks for every topic the relay uses, delivered to
+    URL/webhooks/PLATFORM and signed with the first value of the platform's secret."""
+    from urllib.parse import urlsplit
+
+    from relay.store_api import StoreError, StoreWriteRefused
+    from relay.sync import webhooks
+    from relay.sync.lock import StoreBusy
+
+    settings, registry = _load()
+    _sync_logs(settings)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        _fail(f"--url: expected the relay's http(s) base URL, got {url!r}", 2)
+    secret = (settings.secret_for(platform_name) or "").split()
+    if not secret:
+        from relay.settings import PlatformSettingsSpec
+
+        platform = registry.get(platform_name)
+        kind = platform.secret_kind if platform else "secret"
+        variable = PlatformSettingsSpec(platform_name, kind).secret_variable
+        _fail(f"set {variable} first: the webhooks are signed with its first value", 2)
+    with _store(settings, registry, platform_name) as store:
+        try:
+            with store.lock() as lock:
+                lock.acquire(30.0)
+                health = webhooks.connect(store, url, secret[0])
+        except StoreBusy as exc:
+            _fail(f"another process is talking to the store ({_printable(exc)}); wait", 1)
+        except StoreWriteRefused as exc:
+            _fail(
+                f"the key may not write ({_printable(exc)}): connect needs a Read/Write "
+                f"key; {store.credentials_hint()}",
+                2,
+            )
+        except StoreError as exc:
+            from relay.store_api import StoreAuthError
+
+            if isinstance(exc, StoreAuthError):
+                _fail(
+                    f"the store refused the credentials ({_printable(exc)}): "
+                    f"{store.credentials_hint()}",
+                    2,
+                )
+            _fail(f"the store answered: {_printable(exc)}", 1)
+    target = webhooks.delivery_url(url, platform_name)
+    for hook in health.webhooks:
+        what = (
+            "created"
+            if hook["id"] in health.created
+            else "re-enabled"
+            if hook["id"] in health.reenabled
+            else "ok"
+        )
+        click.echo(f"{hook['topic']:<20} webhook {hook['id']:<8} {what}")
+    for problem in health.problems:
+        click.echo(_printable(problem))
+    click.echo(f"{len(health.webhooks)} webhooks deliver to {target}")
+    sys.exit(0 if health.ok else 1)
+
+
 if __name__ == "__main__":
     main()

@@ -31,6 +31,10 @@ QUEUE_NAME = "relay"
 DELIVER_PENDING = "relay.jobs.deliver_pending"
 FLUSH_PRODUCTS = "relay.jobs.flush_products"
 DRAIN_INBOX = "relay.jobs.drain_inbox"  # queued only by older relays
+# The store's runs (relay/sync/): a backfill, a reconcile, products fetched whole.
+SYNC_STORE = "relay.jobs.sync_store"
+RECONCILE_STORE = "relay.jobs.reconcile_store"
+COMPLETE_PRODUCTS = "relay.jobs.complete_products"
 # A worker killed mid-job (SIGKILL, OOM) leaves its job "started"; RQ's maintenance notices
 # and re-runs it this many times. Failures the relay understands never get here: they are
 # retried on the relay's own schedule or dead-lettered.
@@ -46,6 +50,20 @@ def dedup_mark_key(platform: str, key: str) -> str:
 
 def make_queue(redis: Redis) -> Queue:
     return Queue(QUEUE_NAME, connection=redis, serializer=JSONSerializer)
+
+
+def enqueue_store_job(redis: Redis, name: str, *args: Any, job_id: str | None = None) -> None:
+    """A store job (SYNC_STORE, RECONCILE_STORE, COMPLETE_PRODUCTS): it starts its run in
+    a thread of the worker and returns, so a short timeout is right."""
+    make_queue(redis).enqueue_call(
+        name,
+        args=args,
+        job_id=job_id,
+        description=f"{name.rsplit('.', 1)[-1]} {' '.join(map(str, args))}",
+        timeout=600,
+        result_ttl=3600,
+        failure_ttl=FAILED_JOB_TTL_SECONDS,
+    )
 
 
 class EventQueue:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from relay.events import RawEvent, parse_fields
+from relay.store_api import StoreSpec
 
 RecordKind = Literal[
     "product", "product_delete", "variant", "order", "checkout", "back_in_stock", "subscriber"
@@ -211,6 +212,9 @@ class Platform:
     url_template: str = ""
     # Headers a real sender adds besides authentication, for `relay send` (topic, body).
     send_headers: Callable[[str, bytes], dict[str, str]] | None = None
+    # The platform's store API, for sync, reconcile and webhook health (relay/store_api.py);
+    # None: the relay only hears what the platform pushes.
+    store: StoreSpec | None = None
 
 
 @dataclass(frozen=True)

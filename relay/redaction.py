@@ -18,6 +18,8 @@ def secrets_of(settings: Settings) -> list[str]:
     for value in settings.platform_secrets.values():
         found.add(value)
         found.update(value.split())
+    for store in settings.stores.values():  # a store's consumer key and secret
+        found.update(store.credentials.values())
     return sorted((s for s in found if s), key=len, reverse=True)
 
 

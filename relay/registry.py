@@ -75,6 +75,7 @@ class Registry:
                 options=p.options,
                 # A token is all that proves a postback genuine: never a weak one.
                 check_secret=p.check_secret or (check_token if p.secret_kind == "token" else None),
+                store_credentials=p.store.credentials if p.store else (),
             )
             for p in self
         ]

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_API_URL = "https://api.sequenzy.com"
 DEFAULT_BIND = "127.0.0.1:8000"
 DEFAULT_DATA_DIR = "./.relay"
+DEFAULT_STORE_MAX_RPS = 2.0
+DEFAULT_RECONCILE_INTERVAL_SECONDS = 15 * 60
 
 
 class ConfigError(Exception):
@@ -45,6 +47,23 @@ class RetryPolicy:
         """An upper bound of the time from the first attempt to the last (each delay is
         capped at `max_delay_seconds`, a Retry-After included)."""
         return (self.max_attempts - 1) * self.max_delay_seconds
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """A platform's store API, for sync (relay/sync/): where it is, the credentials, the pace.
+
+    A platform whose mapper declares a store (relay/store_api.py `StoreSpec`) reads
+    RELAY_<NAME>_STORE_URL, one secret per credential it names (RELAY_<NAME>_CONSUMER_KEY,
+    ...) and RELAY_<NAME>_MAX_RPS: all of the URL and credentials, or none of them."""
+
+    platform: str
+    url: str
+    credentials: Mapping[str, str]
+    max_rps: float = DEFAULT_STORE_MAX_RPS
+
+    def __repr__(self) -> str:  # never the credentials, in a traceback or a log
+        return f"StoreConfig(platform={self.platform!r}, url={self.url!r}, max_rps={self.max_rps})"
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,11 @@ class Settings:
     # Shop origins (`scheme://host[:port]`) whose pages may call /storefront/...; none: the
     # storefront endpoints are off (404).
     storefront_origins: tuple[str, ...] = ()
+    # Platform name -> its store API (sync, reconcile, webhook health, variant completion);
+    # a platform without one is push only, as before.
+    stores: Mapping[str, StoreConfig] = field(default_factory=dict)
+    # How often a worker asks each store what changed (0: never).
+    reconcile_interval_seconds: int = DEFAULT_RECONCILE_INTERVAL_SECONDS
 
     @property
     def sandbox(self) -> bool:
@@ -112,6 +136,9 @@ class Settings:
     def options_for(self, platform: str) -> Mapping[str, str]:
         return self.platform_options.get(platform, {})
 
+    def store_for(self, platform: str) -> StoreConfig | None:
+        return self.stores.get(platform)
+
     @classmethod
     def from_env(
         cls,
@@ -121,7 +148,11 @@ class Settings:
         env = _Env(os.environ if environ is None else environ)
         secrets: dict[str, str] = {}
         options: dict[str, dict[str, str]] = {}
+        stores: dict[str, StoreConfig] = {}
         for spec in platforms:
+            store = _store_config(env, spec)
+            if store is not None:
+                stores[spec.name] = store
             value = env.secret(spec.secret_variable)
             if value is not None:
                 if spec.check_secret is not None:
@@ -169,6 +200,10 @@ class Settings:
             and env.choice("RELAY_LOG_FORMAT", "json", ("json", "text")),
             log_level=env.choice("RELAY_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             storefront_origins=env.origins("RELAY_STOREFRONT_ORIGINS"),
+            stores=stores,
+            reconcile_interval_seconds=env.duration(
+                "RELAY_RECONCILE_INTERVAL", DEFAULT_RECONCILE_INTERVAL_SECONDS
+            ),
         )
 
 
@@ -181,6 +216,9 @@ class PlatformSettingsSpec:
     options: tuple[str, ...] = ()
     # Returns a description of what is wrong with a secret value, or None when it is fine.
     check_secret: Callable[[str], str | None] | None = None
+    # The credentials of the platform's store API (its mapper's StoreSpec), each a secret
+    # setting RELAY_<NAME>_<CREDENTIAL>; none: the platform has no store API.
+    store_credentials: tuple[str, ...] = ()
 
     @property
     def secret_variable(self) -> str:
@@ -193,6 +231,43 @@ class PlatformSettingsSpec:
     @property
     def option_variables(self) -> dict[str, str]:
         return {opt: f"RELAY_{self.env_name}_{opt.upper()}" for opt in self.options}
+
+    def variable(self, name: str) -> str:
+        """RELAY_<NAME>_<SETTING>: store_url, max_rps, a credential."""
+        return f"RELAY_{self.env_name}_{name.upper()}"
+
+    @property
+    def store_variables(self) -> list[str]:
+        """The settings that turn the store API on, all of them needed."""
+        return [self.variable("store_url"), *(self.variable(c) for c in self.store_credentials)]
+
+
+def _store_config(env: _Env, spec: PlatformSettingsSpec) -> StoreConfig | None:
+    """The platform's store API settings: all of them, or none (then push only)."""
+    if not spec.store_credentials:
+        return None
+    url_variable = spec.variable("store_url")
+    given = {name: env.secret(name) for name in spec.store_variables[1:]}
+    url = env.text(url_variable)
+    if url is None and not any(given.values()):
+        if env.text(spec.variable("max_rps")) is not None:
+            env.store_rps(spec.variable("max_rps"))  # checked even while unused
+        return None
+    values = {url_variable: url, **given}
+    missing = [name for name in spec.store_variables if values[name] is None]
+    if missing:
+        present = next(n for n in spec.store_variables if n not in missing)
+        raise ConfigError(
+            f"{missing[0]}: needed with {present} (the store API takes all of "
+            f"{', '.join(spec.store_variables)}, or none of them)"
+        )
+    credentials = {c: given[spec.variable(c)] or "" for c in spec.store_credentials}
+    return StoreConfig(
+        platform=spec.name,
+        url=env.store_url(url_variable),
+        credentials=credentials,
+        max_rps=env.store_rps(spec.variable("max_rps")),
+    )
 
 
 @lru_cache(maxsize=256)
@@ -336,6 +411,34 @@ class _Env:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name}: expected an http(s) URL, got {raw!r}")
         return raw.rstrip("/")
+
+    def store_url(self, name: str) -> str:
+        """A shop's base URL (https://shop.example.com, or a WordPress in a folder)."""
+        raw = self.text(name) or ""
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{name}: expected the shop's http(s) URL, got {raw!r}")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            # Credentials have their own settings; a URL is logged and shown.
+            raise ConfigError(f"{name}: expected scheme://host[/path] without user, query or #")
+        return raw.rstrip("/")
+
+    def store_rps(self, name: str) -> float:
+        value = self.number(name, DEFAULT_STORE_MAX_RPS, minimum=0.01)
+        if value > 1000:
+            raise ConfigError(f"{name}: must be at most 1000, got {value:g}")
+        return value
+
+    def duration(self, name: str, default: int) -> int:
+        """Whole seconds: `900`, `900s`, `15m`, `1h`; 0 = off."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        units = {"s": 1, "m": 60, "h": 3600}
+        number, unit = (raw[:-1], units[raw[-1]]) if raw[-1:] in units else (raw, 1)
+        if not number.isdigit():
+            raise ConfigError(f"{name}: expected seconds or a duration such as 15m, got {raw!r}")
+        return int(number) * unit
 
     def redis_url(self, name: str) -> str | None:
         raw = self.secret(name)  # may carry a password, so it can come from a file too

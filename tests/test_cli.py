@@ -312,3 +312,185 @@ def test_issue13_dlq_list_says_what_each_letter_was_about(env, redis):
     assert "order 7\\x1b]0;pwned\\x07 · e***@example.com · 5" in table
     assert token not in table and "grace@example.com" not in table
     assert [c for c in table if c != "\n" and ord(c) < 0x20] == []
+
+
+# --- relay sync (a real process against the fake WooCommerce store) ------------------------
+
+
+def _sync_env(redis_server, fake_store, tmp_path, **extra: str) -> dict:
+    import os
+
+    from tests.fakestore import KEY, SECRET
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+    env.update(
+        RELAY_REDIS_URL=redis_server.url,
+        RELAY_DATA_DIR=str(tmp_path / "data"),
+        RELAY_WOOCOMMERCE_SECRET="cli-test-woocommerce-secret",
+        RELAY_WOOCOMMERCE_STORE_URL=fake_store.url,
+        RELAY_WOOCOMMERCE_CONSUMER_KEY=KEY,
+        RELAY_WOOCOMMERCE_CONSUMER_SECRET=SECRET,
+        RELAY_WOOCOMMERCE_MAX_RPS="1000",
+    )
+    env.update(extra)
+    return env
+
+
+def _relay(*args: str):
+    import sys
+    from pathlib import Path
+
+    return [str(Path(sys.executable).with_name("relay")), *args]
+
+
+@pytest.fixture
+def small_store():
+    from tests.fakestore import FakeStore
+
+    store = FakeStore(products=30, customers=10, orders=20).start()
+    yield store
+    store.stop()
+
+
+def test_sync_with_refused_credentials_says_so_in_one_line_naming_the_settings(
+    redis_server, redis, small_store, tmp_path
+):
+    import subprocess
+
+    env = _sync_env(
+        redis_server, small_store, tmp_path, RELAY_WOOCOMMERCE_CONSUMER_SECRET="cs_wrong"
+    )
+    done = subprocess.run(
+        _relay("sync", "woocommerce"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "refused the credentials" in lines[0]
+    assert "RELAY_WOOCOMMERCE_CONSUMER_KEY and RELAY_WOOCOMMERCE_CONSUMER_SECRET" in lines[0]
+    assert "cs_wrong" not in done.stderr + done.stdout
+    assert small_store.count("GET") == 1  # it stopped at the first refusal
+
+
+def test_sync_dry_run_counts_what_it_would_send_and_sends_nothing(
+    redis_server, redis, small_store, tmp_path, settings, fake_api
+):
+    import subprocess
+
+    from tests.conftest import WorkerHarness
+
+    env = _sync_env(redis_server, small_store, tmp_path)
+    done = subprocess.run(
+        _relay("sync", "woocommerce", "--dry-run", "--orders-since", "2024-01-01"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    published = len(small_store.published())
+    assert f"product {published}" in done.stdout
+    assert "nothing was sent" in done.stdout
+    assert redis.keys("*") == []  # no event, no checkpoint, the store lock released
+    WorkerHarness(settings, redis).run()
+    assert fake_api.applied == []
+
+
+def test_sync_killed_mid_way_resumes_and_pushes_each_record_once(
+    redis_server, redis, tmp_path, settings, fake_api
+):
+    import json as jsonlib
+    import signal
+    import subprocess
+    from collections import Counter
+
+    from relay.sync.checkpoints import Checkpoints
+    from tests.conftest import WorkerHarness, wait_until
+    from tests.fakestore import FakeStore
+
+    store = FakeStore(products=450, customers=10, orders=10, tie_storm=120).start()
+    try:
+        store.delay = 0.02  # a page at a time, slow enough to be killed in the middle
+        env = _sync_env(redis_server, store, tmp_path)
+        first = subprocess.Popen(
+            _relay("sync", "woocommerce"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        phase = Checkpoints(redis, "woocommerce", "backfill")
+        wait_until(lambda: phase.phase("products").scanned >= 200, timeout=60, what="pages")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        killed_at = phase.phase("products")
+        assert not killed_at.done
+
+        store.delay = 0.0
+        again = subprocess.run(
+            _relay("sync", "woocommerce"), env=env, capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 0, again.stderr
+        assert "resuming" in again.stderr
+
+        events = [jsonlib.loads(raw)["event"] for raw in redis.lrange("relay:inbox", 0, -1)]
+        products = Counter(
+            jsonlib.loads(e["body"])["id"] for e in events if e["topic"] == "product.updated"
+        )
+        assert set(products) == set(store.published())
+        assert set(products.values()) == {1}  # none pushed twice
+        WorkerHarness(settings, redis).run()
+        writes = Counter(
+            p["productId"]
+            for r in fake_api.applied
+            if r.path == "/api/v1/products"
+            for p in r.body["products"]
+        )
+        assert set(writes.values()) == {1}
+        assert len(writes) == len(store.published())
+    finally:
+        store.stop()
+
+
+def test_connect_creates_every_webhook_then_repairs_idempotently(
+    redis_server, redis, small_store, tmp_path
+):
+    import subprocess
+
+    env = _sync_env(redis_server, small_store, tmp_path)
+    args = _relay("connect", "woocommerce", "--url", "https://relay.example.com/")
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    hooks = list(small_store.webhooks.values())
+    topics = sorted(h["topic"] for h in hooks)
+    assert "order.created" in topics and "customer.deleted" not in topics
+    assert {h["delivery_url"] for h in hooks} == {"https://relay.example.com/webhooks/woocommerce"}
+    assert {h["secret"] for h in hooks} == {"cli-test-woocommerce-secret"}
+    assert {h["api_version"] for h in hooks} == {"wp_api_v3"}
+
+    small_store.webhooks[hooks[0]["id"]]["status"] = "disabled"
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert len(small_store.webhooks) == len(hooks)  # none created twice
+    assert {h["status"] for h in small_store.webhooks.values()} == {"active"}
+    assert "re-enabled" in again.stdout
+
+    small_store.read_only = True
+    refused = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "Read/Write" in refused.stderr
+
+
+def test_reconcile_says_what_it_handed_over_and_the_webhooks_state(
+    redis_server, redis, small_store, tmp_path
+):
+    import subprocess
+
+    small_store.add_webhook(
+        "order.created", "https://relay.example.com/webhooks/woocommerce", status="disabled"
+    )
+    env = _sync_env(redis_server, small_store, tmp_path)
+    done = subprocess.run(_relay("reconcile"), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "woocommerce: done" in done.stdout
+    assert "re-enabled" in done.stdout
+    assert "no active webhook for" in done.stdout  # the other topics were never created

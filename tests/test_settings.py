@@ -154,3 +154,58 @@ def test_a_storefront_origin_that_could_never_match_stops_start_up(value):
     assert message.startswith("RELAY_STOREFRONT_ORIGINS: ")
     assert "scheme://host[:port]" in message
     assert "\n" not in message
+
+
+# --- a platform's store API (relay sync, reconcile, webhook health) -------------------------
+
+
+def _store_env(**extra: str) -> dict[str, str]:
+    return {
+        "RELAY_WOOCOMMERCE_STORE_URL": "https://shop.example.com/",
+        "RELAY_WOOCOMMERCE_CONSUMER_KEY": "ck_1",
+        "RELAY_WOOCOMMERCE_CONSUMER_SECRET": "cs_1",
+        **extra,
+    }
+
+
+def test_a_store_api_is_read_from_its_platforms_settings_secrets_also_from_files(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("cs_from_file\n")
+    env = _store_env(RELAY_WOOCOMMERCE_MAX_RPS="0.5", RELAY_RECONCILE_INTERVAL="1h")
+    del env["RELAY_WOOCOMMERCE_CONSUMER_SECRET"]
+    env["RELAY_WOOCOMMERCE_CONSUMER_SECRET_FILE"] = str(secret)
+    settings = Settings.from_env(env, platforms=default_registry().settings_specs())
+    store = settings.store_for("woocommerce")
+    assert store is not None
+    assert store.url == "https://shop.example.com"
+    assert dict(store.credentials) == {"consumer_key": "ck_1", "consumer_secret": "cs_from_file"}
+    assert store.max_rps == 0.5
+    assert settings.reconcile_interval_seconds == 3600
+    assert "cs_from_file" not in repr(store) and "ck_1" not in repr(store)
+
+
+def test_without_store_settings_the_relay_is_push_only_as_before():
+    settings = Settings.from_env({}, platforms=default_registry().settings_specs())
+    assert settings.stores == {}
+    assert settings.reconcile_interval_seconds == 15 * 60
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        (
+            {"RELAY_WOOCOMMERCE_STORE_URL": "https://shop.example.com"},
+            "RELAY_WOOCOMMERCE_CONSUMER_KEY",
+        ),
+        (_store_env(RELAY_WOOCOMMERCE_STORE_URL="ftp://shop"), "RELAY_WOOCOMMERCE_STORE_URL"),
+        (_store_env(RELAY_WOOCOMMERCE_STORE_URL="https://u:p@shop"), "RELAY_WOOCOMMERCE_STORE_URL"),
+        (_store_env(RELAY_WOOCOMMERCE_MAX_RPS="fast"), "RELAY_WOOCOMMERCE_MAX_RPS"),
+        (_store_env(RELAY_RECONCILE_INTERVAL="soon"), "RELAY_RECONCILE_INTERVAL"),
+    ],
+)
+def test_bad_store_settings_name_the_variable_in_one_line(env, names):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env, platforms=default_registry().settings_specs())
+    message = str(error.value)
+    assert message.startswith(names) and "\n" not in message
+    assert "u:p@" not in message  # a URL with credentials is not echoed

@@ -9,7 +9,9 @@ from typing import Any
 import orjson
 
 from mappers.woocommerce.mapper import map_event
+from mappers.woocommerce.store import KEY_HELP, make_client
 from relay.mapping import MAX_TOPIC_LENGTH, BadRequest, IncomingRequest, Intake, Platform
+from relay.store_api import StoreSpec
 from relay.verifiers import WooCommerceSignature
 
 TOPICS = frozenset(
@@ -146,4 +148,12 @@ PLATFORM = Platform(
     is_handshake=is_ping,
     ignored_topics=IGNORED_TOPICS,
     send_headers=send_headers,
+    # The REST API (mappers/woocommerce/store.py): RELAY_WOOCOMMERCE_STORE_URL,
+    # RELAY_WOOCOMMERCE_CONSUMER_KEY and RELAY_WOOCOMMERCE_CONSUMER_SECRET.
+    store=StoreSpec(
+        credentials=("consumer_key", "consumer_secret"),
+        client=make_client,
+        key_help=KEY_HELP,
+        webhook_topics=tuple(sorted(TOPICS)),
+    ),
 )

@@ -13,6 +13,15 @@ Pure: the raw event and the merchant's options in, records out. Rules (DESIGN.md
 - a product is a full snapshot: an optional field it no longer has is sent as null (the API
   keeps what is omitted); a product that is not published (draft, pending, private, trash)
   -> delete, with its modified time, so that only a newer snapshot brings it back;
+
+Records the relay fetched from the store itself (the event carries `x-relay-origin`, which
+no webhook can: ingest keeps only WooCommerce's own headers; mappers/woocommerce/store.py):
+- a variable product with `relay_variations`, the objects of GET /products/{id}/variations
+  (a smaller shape than a variation webhook's: no type, parent_id or name) -> the product
+  and each variation as a variant, its complete list at once;
+- `guest.seen`, a guest buyer known from their orders: {"email", "first_name",
+  "last_name" (of their newest order), "first_order_gmt", "last_order_gmt"} -> a subscriber
+  without externalId, with createdAt = the first order when that is not new.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import Any
 from relay.events import RawEvent
 from relay.mapping import IgnoreEvent, MappingError, Record, id_text
 from relay.money import MoneyError, parse_decimal, to_minor_units, unit_price_minor
+from relay.store_api import ORIGIN_HEADER
 
 ORDER_STATUS_EVENTS: dict[str, tuple[str, ...]] = {
     "processing": ("placed",),
@@ -47,13 +57,16 @@ def map_event(event: RawEvent, options: Mapping[str, str]) -> list[Record]:
         raise MappingError(f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise MappingError("body is not a JSON object")
+    fetched = bool(event.header(ORIGIN_HEADER))  # by the relay from the store, not pushed
     try:
         if resource == "order":
             return map_order(payload)
         if resource == "product":
-            return map_product(payload, action, options.get("currency"))
+            return map_product(payload, action, options.get("currency"), fetched)
         if resource == "customer":
             return map_customer(payload, action, event.received_at)
+        if event.topic == GUEST_TOPIC and fetched:
+            return map_guest(payload, event.received_at)
     except MoneyError as exc:
         raise MappingError(str(exc)) from None
     raise IgnoreEvent(f"topic {event.topic} is not mapped")
@@ -238,10 +251,37 @@ def map_customer(customer: dict[str, Any], action: str, received_at: float) -> l
     return [Record("subscriber", data, modified_at=modified_at)]
 
 
+# A guest buyer (customer_id 0) as the relay's sync knows them from their orders; never a
+# webhook topic (WooCommerce has no such event, and intake answers it `ignored`).
+GUEST_TOPIC = "guest.seen"
+
+
+def map_guest(guest: dict[str, Any], received_at: float) -> list[Record]:
+    """A guest buyer as a subscriber keyed by email alone (no store account, no externalId):
+    created once, with the names of their newest order."""
+    email = _text(guest.get("email"))
+    if not email:
+        raise IgnoreEvent("a guest without an email")
+    data: dict[str, Any] = {"email": email}
+    first, last = _text(guest.get("first_name")), _text(guest.get("last_name"))
+    if first:
+        data["firstName"] = first
+    if last:
+        data["lastName"] = last
+    first_order = _utc(guest.get("first_order_gmt"))
+    first_epoch = _epoch(first_order)
+    if first_order and first_epoch is not None and first_epoch < received_at - NEW_CUSTOMER_SECONDS:
+        data["createdAt"] = first_order  # a buyer since then: no welcome sequence
+    modified_at = _utc(guest.get("last_order_gmt")) or first_order
+    return [Record("subscriber", data, modified_at=modified_at)]
+
+
 # --- products -----------------------------------------------------------------------------
 
 
-def map_product(product: dict[str, Any], action: str, currency: str | None) -> list[Record]:
+def map_product(
+    product: dict[str, Any], action: str, currency: str | None, fetched: bool = False
+) -> list[Record]:
     product_id = _id(product.get("id"), "product id")
     if action == "deleted":
         # The body is {"id": N}. A variation id here deletes nothing at the API (404 is fine).
@@ -278,13 +318,33 @@ def map_product(product: dict[str, Any], action: str, currency: str | None) -> l
         data["providerCreatedAt"] = created
 
     hints: dict[str, Any] = {}
+    variants: list[Record] = []
     if product.get("type") == "variable":
-        # Only ids: the variants themselves arrive as variation events (or are fetched).
-        hints["variantIds"] = [
-            _id(v.get("id") if isinstance(v, dict) else v, "variation id")
-            for v in product.get("variations") or []
-        ]
-    return [Record("product", data, modified_at=modified_at, hints=hints)]
+        embedded = product.get("relay_variations")
+        if fetched and isinstance(embedded, list):
+            # Fetched with its variations (one snapshot of the list): the product first, so
+            # that the worker knows the list when the variants arrive in the same event.
+            for variation in embedded:
+                if not isinstance(variation, dict):
+                    raise MappingError("relay_variations holds a non-object")
+                variation_id = _id(variation.get("id"), "variation id")
+                with_parent = {**variation, "parent_id": product_id}
+                variants.append(
+                    _variant(
+                        with_parent,
+                        variation_id,
+                        currency,
+                        _utc(variation.get("date_modified_gmt")),
+                    )
+                )
+            hints["variantIds"] = [v.data["variant"]["variantId"] for v in variants]
+        else:
+            # Only ids: the variants themselves arrive as variation events (or are fetched).
+            hints["variantIds"] = [
+                _id(v.get("id") if isinstance(v, dict) else v, "variation id")
+                for v in product.get("variations") or []
+            ]
+    return [Record("product", data, modified_at=modified_at, hints=hints), *variants]
 
 
 def _variant(

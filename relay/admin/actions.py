@@ -8,6 +8,7 @@ from werkzeug.wrappers import Response
 
 from relay.admin.blueprint import Refused, back, bp, context, platform_arg
 from relay.delivery.deadletters import DeadLetters, replay, replay_all
+from relay.event_queue import RECONCILE_STORE, SYNC_STORE, enqueue_store_job
 
 
 @bp.post("/dead-letters/<event_id>/replay")
@@ -44,3 +45,25 @@ def purge_all() -> Response:
         raise Refused(400, "bad_request", "confirm on the purge page first") from None
     purged = DeadLetters(context().redis).purge(platform_arg(request.form), upto)
     return back("purged", purged)
+
+
+# --- the store (relay/sync/): a worker runs what these queue --------------------------------
+
+
+def _configured(platform: str) -> str:
+    if platform not in context().settings.stores:
+        raise Refused(404, "not_found", "no store API is set up for that platform")
+    return platform
+
+
+@bp.post("/stores/<platform>/sync")
+def sync_store(platform: str) -> Response:
+    """ "Sync store": the backfill (or the one that stopped, resumed) as a worker's job."""
+    enqueue_store_job(context().redis, SYNC_STORE, _configured(platform))
+    return back("sync_queued")
+
+
+@bp.post("/stores/<platform>/reconcile")
+def reconcile_store(platform: str) -> Response:
+    enqueue_store_job(context().redis, RECONCILE_STORE, _configured(platform), 0)
+    return back("reconcile_queued")

@@ -30,6 +30,7 @@ from relay.admin.view import platform_rows, without_credentials
 from relay.delivery.deadletters import DeadLetters
 from relay.redaction import redact, secrets_of
 from relay.storefront.recent import RecentRequests
+from relay.sync.status import store_status
 
 _NOTICES = {
     "replayed": "Replayed {n} dead letter{s}: back on the queue, to be mapped again with "
@@ -37,6 +38,9 @@ _NOTICES = {
     "purged": "Deleted {n} dead letter{s} for good.",
     "gone": "That dead letter is no longer there (replayed or purged meanwhile).",
     "logged_out": "You are logged out.",
+    "sync_queued": "Store sync queued: a worker runs it (resuming one that stopped); its "
+    "progress shows below.",
+    "reconcile_queued": "Reconcile queued: a worker asks the store what changed.",
 }
 
 
@@ -113,6 +117,10 @@ def overview() -> str:
         api_url=without_credentials(ctx.settings.commerce_api_url),
         workspace=workspace.status(ctx.settings, workspace.load(ctx.redis)),
         storefront=storefront_state(),
+        stores=[
+            store_status(ctx.redis, name, ctx.settings.reconcile_interval_seconds)
+            for name in sorted(ctx.settings.stores)
+        ],
     )
 
 

@@ -27,6 +27,7 @@ from relay.registry import Registry, default_registry
 from relay.runtime.metrics import InstrumentedClient
 from relay.runtime.processes import owner_tag
 from relay.settings import ConfigError, Settings
+from relay.sync_signals import WantedProducts
 
 
 @dataclass
@@ -71,7 +72,7 @@ def build(
         settings,
         registry,
         events,
-        Planner(store, VariantMemory(redis)),
+        Planner(store, VariantMemory(redis), WantedProducts(redis, settings.stores)),
         outbox,
         inbox,
         endings,

@@ -28,6 +28,7 @@ from relay.delivery.product_outbox import ProductWrite, event_ref
 from relay.delivery.variants import VariantMemory
 from relay.events import RawEvent
 from relay.mapping import Record
+from relay.sync_signals import WantedProducts
 
 
 @dataclass
@@ -166,13 +167,21 @@ def product_write(
 
 
 class Planner:
-    def __init__(self, store: EntityStore, variants: VariantMemory):
+    def __init__(
+        self, store: EntityStore, variants: VariantMemory, wanted: WantedProducts | None = None
+    ):
         self.store = store
         self.variants = variants
+        # Where a held variation asks for its product's whole list (from the store's API,
+        # when the platform has one configured: relay/sync/completion.py).
+        self.wanted = wanted
 
     def plan(self, event: RawEvent, records: Sequence[Record]) -> Plan:
         plan = Plan()
+        held_for: set[str] = set()  # products with a variation held for want of its list
         for record in records:
+            if record.kind == "variant":
+                held_for.add(record.data["productId"])
             if record.kind in ("order", "checkout", "back_in_stock", "subscriber"):
                 plan.requests.extend(requests_for(record))
             elif record.kind == "product":
@@ -181,7 +190,23 @@ class Planner:
                 self._variant(plan, record, event)
             elif record.kind == "product_delete":
                 self._delete(plan, record.data["productId"], epoch(record.modified_at), event)
+        if held_for and self.wanted is not None:
+            self._want(event.platform, held_for)
         return plan
+
+    def _want(self, platform: str, product_ids: set[str]) -> None:
+        """After the whole event (a synced product carries its variations as records of
+        their own, the product first): a product whose variant list is still not complete,
+        or that the relay does not know at all, is wanted from the store."""
+        wanted = []
+        for product_id in sorted(product_ids):
+            composed = self.variants.compose(product_id)
+            if composed is None:
+                if not self.variants.has_variants(product_id):  # unknown, not withdrawn
+                    wanted.append(product_id)
+            elif not composed.complete:
+                wanted.append(product_id)
+        self.wanted.want(platform, wanted)  # type: ignore[union-attr]
 
     def _product(self, plan: Plan, record: Record, event: RawEvent) -> None:
         data, modified = record.data, epoch(record.modified_at)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from relay import sync_signals
 from relay.delivery.commerce_api import ApiRequest, Outcome
 from relay.delivery.endings import Endings, log_fields, retry_delay
 from relay.delivery.entity_state import LockTimeout
@@ -200,6 +201,8 @@ class EventProcessor:
         """A task that ended (not one that waits for its lock or for the gate): a retry on
         the schedule, or what its dead letter will say."""
         task = result.task
+        if result.sent:
+            self._count_found(task, result)
         if result.delivered:
             return
         remaining = [r.to_dict() for r in result.remaining]
@@ -249,6 +252,17 @@ class EventProcessor:
                 task.first_attempt_at,
             )
         )
+
+    def _count_found(self, task: Task, result: TaskResult) -> None:
+        """A reconciled event's entity that was really sent (not skipped by the rules):
+        something webhooks had missed. One per task: a task is one entity's requests."""
+        origin = sync_signals.reconciled(task.event)
+        if origin is None:
+            return
+        kind = sync_signals.found_kind(task.requests[0].entity)
+        pipe = self.events.redis.pipeline(transaction=False)
+        sync_signals.count_found(pipe, origin[0], origin[1], kind)
+        pipe.execute()
 
     def postpone(self, one: Prepared, task: Task, delay: float) -> None:
         """The API paused sending for longer than a worker holds a task in memory: the task

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from relay import sync_signals
 from relay.delivery.commerce_api import ApiRequest, Client, Outcome, product_path
 from relay.delivery.endings import Endings, retry_delay
 from relay.delivery.entity_rules import Guard, attempting, decide, delivered, fingerprint, skipped
@@ -166,6 +167,7 @@ class ProductFlush:
             self.store.update_many({g.entity: delivered(g, state[g.entity]) for g in guards})
             self.outbox.done(batch_id, [w.product_id for w in chunk])
             metrics.DELIVERIES.labels("products", "delivered").inc(len(chunk))
+            self._count_found(chunk)
             now = time.time()
             for write in chunk:
                 metrics.EVENT_DELAY.observe(max(now - write.event["received_at"], 0.0))
@@ -185,6 +187,19 @@ class ProductFlush:
         self._dead_writes(chunk, "permanent_error", outcome, 1, None)
         self.outbox.done(batch_id, [chunk[0].product_id])
         return None
+
+    def _count_found(self, chunk: list[ProductWrite]) -> None:
+        """Products of reconcile runs that were really sent: what webhooks had missed."""
+        found: dict[tuple[str, str], int] = defaultdict(int)
+        for write in chunk:
+            origin = sync_signals.reconciled(write.event)
+            if origin is not None:
+                found[origin] += 1
+        if found:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for (platform, run_id), count in found.items():
+                sync_signals.count_found(pipe, platform, run_id, "product", count)
+            pipe.execute()
 
     def _one_by_one(
         self, batch_id: str, chunk: list[ProductWrite], state: dict[str, dict[str, str]]

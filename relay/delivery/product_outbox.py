@@ -29,7 +29,9 @@ from typing import Any
 import orjson
 from redis import Redis
 
+from relay import sync_signals
 from relay.events import RawEvent
+from relay.store_api import ORIGIN_HEADER, RUN_HEADER
 
 OUTBOX = "relay:outbox:products"
 SINCE = "relay:outbox:products:since"  # when the oldest waiting write arrived
@@ -106,13 +108,18 @@ def batch_key(batch_id: str) -> str:
 
 
 def event_ref(event: RawEvent) -> dict[str, Any]:
-    """What a write says about its event: who it is, not what it carried."""
-    return {
+    """What a write says about its event: who it is, not what it carried (and, for a record
+    a reconcile run fetched, that run: delivery counts what it found)."""
+    ref: dict[str, Any] = {
         "id": event.id,
         "platform": event.platform,
         "topic": event.topic,
         "received_at": event.received_at,
     }
+    if sync_signals.reconciled(event) is not None:
+        ref["origin"] = event.header(ORIGIN_HEADER)
+        ref["run"] = event.header(RUN_HEADER) or ""
+    return ref
 
 
 @dataclass(frozen=True)

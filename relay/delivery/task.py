@@ -60,6 +60,7 @@ class TaskResult:
     remaining: list[ApiRequest] = field(default_factory=list)
     outcome: Outcome | None = None  # the failed answer
     busy: bool = False  # another live worker holds the lock: try again shortly
+    sent: int = 0  # requests that got a 2xx (not those the entity rules skipped)
     error: str | None = None  # an exception while deciding or sending
     finished: bool = False  # the event left the in-flight list with the last answer
 
@@ -248,6 +249,7 @@ class TaskRunner:
                     result.outcome = outcome
                     return
                 self.gate.succeeded()
+                result.sent += 1
                 if send_guard is not None:
                     current = state.setdefault(send_guard.entity, {})
                     fields = delivered(send_guard, current)

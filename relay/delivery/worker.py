@@ -4,7 +4,10 @@ the scheduled jobs (retries, product flushes), with RQ's retry scheduler.
     relay worker
       ├─ lease thread        renews relay:lease:<owner> (relay/delivery/leases.py)
       ├─ dispatcher threads  the inbox, many requests in flight (relay/delivery/dispatcher.py)
-      └─ main thread         RQ SimpleWorker: retry jobs, product flushes; RQ's scheduler
+      ├─ store schedule      with a store API configured: claims the interval's reconcile
+      │                      run and wanted products' completion, queued as RQ jobs
+      └─ main thread         RQ SimpleWorker: retry jobs, product flushes, store jobs (which
+                             run in threads of their own: relay/jobs.py); RQ's scheduler
 
 SimpleWorker, not RQ's default forking Worker: forking per job added about 6 ms to every
 webhook's end-to-end time here and throws away the keep-alive HTTP session to the Commerce
@@ -36,10 +39,17 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
+from relay import sync_signals
 from relay.delivery import context as worker_context
 from relay.delivery.account import refresh_if_stale
 from relay.delivery.leases import Lease, alive
-from relay.event_queue import QUEUE_NAME, make_queue
+from relay.event_queue import (
+    COMPLETE_PRODUCTS,
+    QUEUE_NAME,
+    RECONCILE_STORE,
+    enqueue_store_job,
+    make_queue,
+)
 from relay.inbox import Inbox
 from relay.redis_conn import connect
 from relay.registry import Registry
@@ -221,6 +231,40 @@ def recover_abandoned_jobs(redis: Redis) -> int:
     return expired
 
 
+def schedule_store_runs(redis: Redis, settings: Settings, now: float | None = None) -> list[str]:
+    """Queue what is due for each configured store: this interval's reconcile run (exactly
+    one worker wins its claim) and the completion of wanted products. The jobs they name
+    run the store I/O (relay/jobs.py); delivery itself never talks to a store."""
+    queued = []
+    for platform in sorted(settings.stores):
+        slot = sync_signals.claim_reconcile(
+            redis, platform, settings.reconcile_interval_seconds, now
+        )
+        if slot:
+            enqueue_store_job(
+                redis, RECONCILE_STORE, platform, slot, job_id=f"reconcile-{platform}-{slot}"
+            )
+            queued.append(f"reconcile {platform}")
+        if sync_signals.claim_completion(redis, platform, now):
+            enqueue_store_job(redis, COMPLETE_PRODUCTS, platform)
+            queued.append(f"complete {platform}")
+    return queued
+
+
+def store_schedule_tick(settings: Settings) -> float:
+    """How often the workers look: often enough for the interval, at most every 5 s."""
+    interval = settings.reconcile_interval_seconds
+    return min(5.0, max(0.5, interval / 4)) if interval > 0 else 5.0
+
+
+def _store_schedule(redis: Redis, settings: Settings, stop: threading.Event) -> None:
+    while not stop.wait(store_schedule_tick(settings)):
+        try:
+            schedule_store_runs(redis, settings)
+        except RedisError:
+            log.warning("could not check the store runs' schedule")
+
+
 def wait_for_redis(url: str) -> None:
     client = connect(url, socket_timeout=2.0)
     delay, announced = 0.2, False
@@ -263,6 +307,13 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
             _burst(context, queue_redis)
             return
         dispatcher = context.dispatcher.run_in_background(stop)
+        if settings.stores:
+            threading.Thread(
+                target=_store_schedule,
+                args=(redis, settings, stop),
+                name="relay-store-schedule",
+                daemon=True,
+            ).start()
         gc.freeze()  # shared with the scheduler process RQ forks: keep the pages shared
         _rq_worker(context, queue_redis).work(with_scheduler=True, logging_level="WARNING")
     except (RedisError, OSError) as exc:

@@ -22,7 +22,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis import Redis, RedisError
 
-from relay import stats
+from relay import stats, sync_signals
 from relay.delivery.deadletters import DROP_REASONS, DROPPED
 from relay.event_queue import QUEUE_NAME
 from relay.inbox import INBOX, Entry, inflight_depths, inflight_key
@@ -108,6 +108,36 @@ class QueueCollector:
             if platform_stats.last_seen is not None:
                 last.add_metric([platform_stats.platform], platform_stats.last_seen)
         yield last
+        yield from _store_families(self.redis)
+
+
+def _store_families(redis: Redis) -> Iterable[Any]:
+    """What the store's side found (relay/sync/): counted in Redis by whichever process."""
+    found = CounterMetricFamily(
+        "relay_reconcile_found",
+        "Entities of reconcile runs that delivery really sent (the entity rules let them "
+        "through): changes the store's webhooks had missed.",
+        labels=["platform", "kind"],
+    )
+    for (platform, kind), count in sorted(sync_signals.found_totals(redis).items()):
+        found.add_metric([platform, kind], count)
+    yield found
+    reenabled = CounterMetricFamily(
+        "relay_store_webhooks_reenabled",
+        "Webhooks the relay found disabled or paused at the store and re-enabled.",
+        labels=["platform"],
+    )
+    for platform, count in sorted(sync_signals.reenabled_totals(redis).items()):
+        reenabled.add_metric([platform], count)
+    yield reenabled
+    missing = GaugeMetricFamily(
+        "relay_store_webhooks_missing",
+        "Topics without an active webhook to the relay at the last check (0: healthy).",
+        labels=["platform"],
+    )
+    for platform, health in sorted(sync_signals.webhook_health(redis).items()):
+        missing.add_metric([platform], len(health.get("missing") or []))
+    yield missing
 
 
 def render(redis: Redis, platforms: list[str]) -> tuple[bytes, str]:

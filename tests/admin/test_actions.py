@@ -208,3 +208,77 @@ def test_f7_purge_all_and_replay_all_page_through_more_letters_than_one_page(set
         assert set(redis.keys("relay:dlq:*")) == {b"relay:dlq:platforms"}  # no entry is left
     finally:
         server.stop()
+
+
+# --- the store: "Sync store" -----------------------------------------------------------------
+
+
+def test_sync_store_needs_the_csrf_token_then_a_worker_syncs_and_the_page_shows_it(
+    settings, redis, fake_api
+):
+    from relay.sync import service
+    from tests.conftest import WorkerHarness
+    from tests.fakestore import FakeStore
+    from tests.sync.conftest import sent_products, with_store
+
+    store = FakeStore(products=12, customers=5, orders=6).start()
+    try:
+        configured = with_store(replace(settings, admin_token=TOKEN), store)
+        app = create_app(configured, redis=redis)
+        app.testing = True
+        web = app.test_client()
+        csrf = log_in(web)
+        page = web.get("/admin/").get_data(as_text=True)
+        assert (
+            "Sync store" in page and 'Last sync:</strong>\n      <span class="muted">never' in page
+        )
+
+        refused = web.post("/admin/stores/woocommerce/sync", data={})
+        assert refused.status_code == 403
+        assert nothing_queued(redis)
+        assert web.post("/admin/stores/shopify/sync", data={"csrf_token": csrf}).status_code == 404
+
+        queued = web.post("/admin/stores/woocommerce/sync", data={"csrf_token": csrf})
+        assert queued.status_code == 303 and "notice=sync_queued" in queued.headers["Location"]
+        worker = WorkerHarness(configured, redis)
+        worker.run()  # the job starts the backfill in a thread of the worker
+        service.background_threads()["sync-woocommerce"].join(30)
+        worker.run()
+
+        assert set(sent_products(fake_api)) == {str(p) for p in store.published()}
+        page = web.get("/admin/").get_data(as_text=True)
+        assert 'status-done">done' in page
+        assert f"products: {len(store.published())} read" in page
+        assert "Webhooks:</strong>" in page
+    finally:
+        store.stop()
+
+
+def test_sync_store_resumes_a_stopped_command_line_sync_with_its_orders(settings, redis, fake_api):
+    from relay.registry import default_registry
+    from relay.sync import service
+    from relay.sync.checkpoints import Checkpoints
+    from tests.conftest import WorkerHarness
+    from tests.fakestore import FakeStore
+    from tests.sync.conftest import with_store
+
+    store = FakeStore(products=12, customers=5, orders=6).start()
+    try:
+        configured = with_store(replace(settings, admin_token=TOKEN), store)
+        stopped = service.open_store(configured, default_registry(), redis, "woocommerce")
+        stopped.stop.set()  # as Ctrl-C before the first page
+        first = service.backfill(stopped, orders_since="2020-01-01T00:00:00")
+        assert first.status == "interrupted"
+
+        app = create_app(configured, redis=redis)
+        app.testing = True
+        web = app.test_client()
+        web.post("/admin/stores/woocommerce/sync", data={"csrf_token": log_in(web)})
+        WorkerHarness(configured, redis).run()
+        service.background_threads()["sync-woocommerce"].join(30)
+
+        run = Checkpoints(redis, "woocommerce", "backfill").load()
+        assert run.run_id == first.run_id and run.status == "done"
+        assert [p.name for p in run.phases][-1] == "orders"
+    finally:
+        store.stop()

@@ -132,3 +132,47 @@ def test_a_reused_pid_is_not_mistaken_for_the_dead_holder(redis):
     assert not owner_dead(owner_tag())  # this very process
     pid = os.getpid()
     assert owner_dead(f"{HOST}:{pid}:1")  # same pid, another start time: a new process
+
+
+def test_two_workers_start_one_reconcile_run_per_interval(redis_server, redis, fake_api, tmp_path):
+    """Real `relay worker` processes with a store configured: whatever the number of workers,
+    each interval's reconcile runs once (its slot claimed with SET NX)."""
+    import os
+    import sys
+
+    from relay.sync.service import history
+    from tests.conftest import API_KEY, wait_until
+    from tests.fakestore import KEY, SECRET, FakeStore
+
+    store = FakeStore(products=6, customers=4, orders=4).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+    env.update(
+        RELAY_REDIS_URL=redis_server.url,
+        RELAY_COMMERCE_API_URL=fake_api.url,
+        RELAY_COMMERCE_API_KEY=API_KEY,
+        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
+        RELAY_WOOCOMMERCE_STORE_URL=store.url,
+        RELAY_WOOCOMMERCE_CONSUMER_KEY=KEY,
+        RELAY_WOOCOMMERCE_CONSUMER_SECRET=SECRET,
+        RELAY_WOOCOMMERCE_MAX_RPS="1000",
+        RELAY_RECONCILE_INTERVAL="1s",
+        RELAY_LOG_LEVEL="WARNING",
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "relay", "worker"], env=env) for _ in range(2)
+    ]
+    try:
+        wait_until(lambda: len(history(redis, "woocommerce", "reconcile")) >= 4, timeout=60)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(30)
+        store.stop()
+    runs = history(redis, "woocommerce", "reconcile")
+    slots = [run["slot"] for run in runs]
+    assert len(slots) == len(set(slots)), slots  # never two runs for one interval
+    assert all(slot > 0 for slot in slots)
+    assert {run["status"] for run in runs} == {"done"}
+    # Each run read the store's webhooks once: no run the history does not show.
+    assert store.count("GET", "/webhooks") == len(runs)

@@ -168,3 +168,25 @@ def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path, redis_server, fa
         process = worker.start()
         assert process.wait(30) == 2
     assert f"RELAY_WORKER_METRICS_BIND: cannot listen on 127.0.0.1:{port}" in worker.log.read_text()
+
+
+def test_reconcile_finds_and_webhook_repairs_are_read_from_redis_by_metrics(client, redis):
+    import json
+
+    from relay import sync_signals
+
+    pipe = redis.pipeline()
+    sync_signals.count_found(pipe, "woocommerce", "reconcile-1", "order", 2)
+    sync_signals.count_found(pipe, "woocommerce", "reconcile-2", "product")
+    pipe.hincrby(sync_signals.WEBHOOKS_REENABLED, "woocommerce", 1)
+    pipe.hset(
+        sync_signals.WEBHOOK_HEALTH, "woocommerce", json.dumps({"missing": ["order.created"]})
+    )
+    pipe.execute()
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert 'relay_reconcile_found_total{kind="order",platform="woocommerce"} 2.0' in text
+    assert 'relay_reconcile_found_total{kind="product",platform="woocommerce"} 1.0' in text
+    assert 'relay_store_webhooks_reenabled_total{platform="woocommerce"} 1.0' in text
+    assert 'relay_store_webhooks_missing{platform="woocommerce"} 1.0' in text

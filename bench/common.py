@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -174,3 +175,54 @@ def worker_bench(workdir: Path) -> Iterator[tuple[Any, Any, FakeApiProcess]]:
             yield settings, Redis.from_url(server.url), api
         finally:
             api.stop()
+
+
+class Workers:
+    """`relay worker` processes, as `relay worker` runs them in a split deployment."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        count: int,
+        redis_url: str,
+        api_url: str,
+        concurrency: int,
+        **settings: str,
+    ):
+        metrics = workdir / "metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        self.env = relay_env(
+            RELAY_REDIS_URL=redis_url,
+            RELAY_COMMERCE_API_URL=api_url,
+            RELAY_COMMERCE_API_KEY=API_KEY,
+            RELAY_DELIVERY_CONCURRENCY=str(concurrency),
+            RELAY_WOOCOMMERCE_CURRENCY="EUR",
+            PROMETHEUS_MULTIPROC_DIR=str(metrics),
+            **settings,
+        )
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "relay", "worker"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(count)
+        ]
+
+    def wait_ready(self, redis: Any, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(list(redis.scan_iter("relay:lease:*"))) < len(self.processes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -15,10 +15,7 @@ is the median of the pair ratios.
 
 from __future__ import annotations
 
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,14 +25,13 @@ from redis import Redis
 
 from bench.common import (
     API_KEY,
-    ROOT,
     FakeApiProcess,
+    Workers,
     memory_mb,
     order_body,
     process_tree,
     product_body,
     redis_server,
-    relay_env,
     worker_bench,
 )
 from relay.delivery.worker import run_worker
@@ -77,48 +73,6 @@ def load_inbox(redis: Redis, events: list[RawEvent]) -> None:
 
 
 # --- at a distance --------------------------------------------------------------------------
-
-
-class Workers:
-    """`relay worker` processes, as `relay worker` runs them in a split deployment."""
-
-    def __init__(self, workdir: Path, count: int, redis_url: str, api_url: str, concurrency: int):
-        metrics = workdir / "metrics"
-        metrics.mkdir(parents=True, exist_ok=True)
-        env = relay_env(
-            RELAY_REDIS_URL=redis_url,
-            RELAY_COMMERCE_API_URL=api_url,
-            RELAY_COMMERCE_API_KEY=API_KEY,
-            RELAY_DELIVERY_CONCURRENCY=str(concurrency),
-            RELAY_WOOCOMMERCE_CURRENCY="EUR",
-            PROMETHEUS_MULTIPROC_DIR=str(metrics),
-        )
-        self.processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "relay", "worker"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(count)
-        ]
-
-    def wait_ready(self, redis: Redis, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while len(list(redis.scan_iter("relay:lease:*"))) < len(self.processes):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the workers did not start")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def _arrivals(api: FakeApiProcess, path: str, since: int) -> list[dict[str, Any]]:

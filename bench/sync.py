@@ -29,13 +29,12 @@ import requests
 from redis import Redis
 
 from bench.common import (
-    API_KEY,
     ROOT,
     FakeApiProcess,
+    Workers,
     memory_mb,
     process_tree,
     redis_server,
-    relay_env,
     wait_http,
 )
 from relay.inbox import Inbox
@@ -151,35 +150,22 @@ def measure(workdir: Path, latency: float = LATENCY) -> dict[str, Any]:
         redis = Redis.from_url(server.url)
         api = FakeApiProcess(latency)
         store = StoreProcess(*counts)
-        metrics = workdir / "metrics"
-        metrics.mkdir(parents=True, exist_ok=True)
-        env = relay_env(
-            RELAY_REDIS_URL=server.url,
-            RELAY_COMMERCE_API_URL=api.url,
-            RELAY_COMMERCE_API_KEY=API_KEY,
-            RELAY_DELIVERY_CONCURRENCY=str(CONCURRENCY),
-            RELAY_WOOCOMMERCE_CURRENCY="EUR",
+        workers = Workers(
+            workdir,
+            WORKERS,
+            server.url,
+            api.url,
+            CONCURRENCY,
             RELAY_WOOCOMMERCE_STORE_URL=store.url,
             RELAY_WOOCOMMERCE_CONSUMER_KEY=KEY,
             RELAY_WOOCOMMERCE_CONSUMER_SECRET=SECRET,
             RELAY_WOOCOMMERCE_MAX_RPS="1000",
             RELAY_RECONCILE_INTERVAL="0",
-            PROMETHEUS_MULTIPROC_DIR=str(metrics),
         )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "relay", "worker"],
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for _ in range(WORKERS)
-        ]
+        env = workers.env
         sync = None
         try:
-            while len(list(redis.scan_iter("relay:lease:*"))) < WORKERS:
-                time.sleep(0.1)
+            workers.wait_ready(redis)
             started = time.monotonic()
             sync = subprocess.Popen(
                 [
@@ -196,7 +182,7 @@ def measure(workdir: Path, latency: float = LATENCY) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            peaks = Peaks(sync.pid, [w.pid for w in workers])
+            peaks = Peaks(sync.pid, [w.pid for w in workers.processes])
             code = sync.wait(TIMEOUT_SECONDS)
             peaks.sync_done.set()
             synced = time.monotonic() - started
@@ -206,10 +192,7 @@ def measure(workdir: Path, latency: float = LATENCY) -> dict[str, Any]:
         finally:
             if sync is not None and sync.poll() is None:
                 sync.kill()
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(60)
+            workers.stop()
         by_path = Counter(r["path"] for r in arrived)
         product_ids = {i for r in arrived if r["path"] == "/api/v1/products" for i in r["ids"]}
         result = {

@@ -34,6 +34,9 @@ from relay.settings import RetryPolicy, Settings
 from tests.fakeapi import FakeCommerceApi
 from tests.redis_server import RedisServer
 
+# The real-browser fixture (tests/browser.py), for the admin and storefront browser tests.
+pytest_plugins = ["tests.browser"]
+
 WOO_SECRET = "test-woo-secret"
 API_KEY = "test-api-key"
 

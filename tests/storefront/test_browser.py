@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.admin.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import API_KEY, wait_until
 from tests.redis_server import free_port
 from tests.test_e2e_relay_run import RelayProcess
@@ -74,19 +73,6 @@ class Shop:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-@pytest.fixture
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed"
-    )
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relay.delivery.deadletters import DeadLetters
 from relay.events import RawEvent
 from relay.mapping import Record
-from relay.schemas import record_errors
+from relay.schemas import SCHEMAS, passes, record_errors
 
 CUSTOMER = {"email": "ada@example.com"}
 
@@ -154,3 +157,53 @@ def test_f16_the_reviews_absurd_orders_stop_at_the_worker(redis, settings, fake_
     assert "quantity" in letters[huge_quantity.id].error
     assert letters[object_id.id].reason == "mapping_error"
     assert "order id is not a string or an integer but a dict" in letters[object_id.id].error
+
+
+# --- the quick yes (relay.schemas.passes) agrees with marshmallow ------------------------
+
+FIXTURES = Path(__file__).parents[1] / "mappers"
+ODD_VALUES = (None, "", "x" * 3000, "not an address", 0, -1, 2**60, True, 1.5, [], {}, [{}])
+
+
+def _fixture_records() -> list[Record]:
+    records = []
+    for path in sorted(FIXTURES.glob("*/fixtures/*.expected.json")):
+        for record in json.loads(path.read_text()).get("records", []):
+            records.append(Record(record["kind"], record["data"]))
+    return records
+
+
+def _mutations(data: Any) -> Iterator[Any]:
+    """The record with one place changed: each value replaced by odd ones, each key
+    dropped, an unknown key added, at every depth."""
+    if isinstance(data, dict):
+        yield {**data, "unexpected": 1}
+        for key, value in data.items():
+            yield {k: v for k, v in data.items() if k != key}
+            for odd in ODD_VALUES:
+                yield {**data, key: odd}
+            for changed in _mutations(value):
+                yield {**data, key: changed}
+    elif isinstance(data, list) and data:
+        for changed in _mutations(data[0]):
+            yield [changed, *data[1:]]
+
+
+def test_the_quick_check_accepts_every_fixtures_records():
+    records = _fixture_records()
+    assert len(records) > 50
+    for record in records:
+        assert SCHEMAS[record.kind].validate(record.data) == {}, record
+        assert passes(SCHEMAS[record.kind], record.data), record
+
+
+def test_the_quick_check_never_accepts_what_marshmallow_refuses():
+    refused = 0
+    for record in _fixture_records():
+        schema = SCHEMAS[record.kind]
+        for changed in _mutations(record.data):
+            errors_found = schema.validate(changed) if isinstance(changed, dict) else {"": 1}
+            if errors_found:
+                refused += 1
+                assert not passes(schema, changed), (record.kind, changed, errors_found)
+    assert refused > 1000  # the mutations do reach the refusals

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +49,13 @@ class Guard:
     never_paid: bool = False  # a cancelled order that was never paid
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        # Not dataclasses.asdict: it deep-copies every value (all scalars here), which was
+        # a tenth of planning's CPU.
+        return {
+            name: value
+            for name in _GUARD_FIELDS
+            if (value := getattr(self, name)) not in (None, False)  # and so 0, as before
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Guard:
@@ -67,6 +74,9 @@ class Guard:
         if self.rule == "checkout":
             return "order:" + self.entity.split(":", 1)[1]
         return None
+
+
+_GUARD_FIELDS = tuple(f.name for f in dataclass_fields(Guard))
 
 
 @dataclass(frozen=True)

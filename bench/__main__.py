@@ -36,7 +36,8 @@ def lines(name: str, result: dict) -> list[str]:
             f"delivery   at {far['latency_ms']} ms: {far['products']['per_second']} product"
             f" updates/s in {far['products']['requests']} requests; a backlog of"
             f" {far['backlog']['orders']} orders drained by one worker in"
-            f" {far['backlog']['seconds']} s",
+            f" {far['backlog']['seconds']} s; on a backlog of {far['memory']['backlog']} the"
+            f" worker's RSS peaked at {far['memory']['worker_rss_mb_peak']} MB",
             f"delivery   at zero latency (the CPU's figure): relay {zero['relay_per_second']}"
             f" events/s vs plain loop {zero['plain_loop_per_second']}/s: ratio {zero['ratio']}",
         ]

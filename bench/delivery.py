@@ -30,7 +30,9 @@ from bench.common import (
     API_KEY,
     ROOT,
     FakeApiProcess,
+    memory_mb,
     order_body,
+    process_tree,
     product_body,
     redis_server,
     relay_env,
@@ -50,6 +52,8 @@ WORKER_COUNTS = (1, 2, 4)
 ORDERS_PER_WORKER = 3000
 PRODUCTS = 3000
 BACKLOG = 10_000
+MEMORY_BACKLOG = 100_000
+MEMORY_SECONDS = 30
 
 
 def _events(offset: int, count: int = EVENTS, topic: str = "order.created") -> list[RawEvent]:
@@ -78,9 +82,7 @@ def load_inbox(redis: Redis, events: list[RawEvent]) -> None:
 class Workers:
     """`relay worker` processes, as `relay worker` runs them in a split deployment."""
 
-    def __init__(
-        self, workdir: Path, count: int, redis_url: str, api_url: str, concurrency: int
-    ):
+    def __init__(self, workdir: Path, count: int, redis_url: str, api_url: str, concurrency: int):
         metrics = workdir / "metrics"
         metrics.mkdir(parents=True, exist_ok=True)
         env = relay_env(
@@ -191,6 +193,36 @@ def _backlog_seconds(workdir: Path, latency: float, concurrency: int) -> float:
             api.stop()
 
 
+def _memory_on_a_backlog(workdir: Path, latency: float, concurrency: int) -> dict[str, Any]:
+    """One worker on a backlog of 100,000 orders: its memory while it delivers (it streams
+    the inbox: a bounded number of events in memory, whatever waits in Redis)."""
+    with redis_server(workdir / "memory") as server:
+        redis = Redis.from_url(server.url)
+        api = FakeApiProcess(latency)
+        for start in range(0, MEMORY_BACKLOG, 10_000):
+            load_inbox(redis, _events(start, 10_000))
+        workers = Workers(workdir, 1, server.url, api.url, concurrency)
+        try:
+            workers.wait_ready(redis)
+            peak, samples = 0.0, []
+            for _ in range(MEMORY_SECONDS):
+                time.sleep(1)
+                rss = memory_mb(process_tree(workers.processes[0].pid))["rss_mb"]
+                samples.append(rss)
+                peak = max(peak, rss)
+            delivered = len(_arrivals(api, "/api/v1/orders", 0))
+            return {
+                "backlog": MEMORY_BACKLOG,
+                "seconds": MEMORY_SECONDS,
+                "delivered_meanwhile": delivered,
+                "worker_rss_mb_peak": round(peak, 1),
+                "worker_rss_mb_first_last": [samples[0], samples[-1]],
+            }
+        finally:
+            workers.stop()
+            api.stop()
+
+
 def at_distance(
     workdir: Path, latency: float = LATENCY, concurrency: int = CONCURRENCY
 ) -> dict[str, Any]:
@@ -211,6 +243,7 @@ def at_distance(
             "orders": BACKLOG,
             "seconds": round(_backlog_seconds(workdir, latency, concurrency), 1),
         },
+        "memory": _memory_on_a_backlog(workdir, latency, concurrency),
     }
 
 

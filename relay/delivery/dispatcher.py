@@ -43,7 +43,7 @@ from redis import Redis, RedisError
 
 from relay.delivery.api_gate import ApiGate
 from relay.delivery.endings import Endings
-from relay.delivery.leases import alive
+from relay.delivery.leases import alive, lease_key
 from relay.delivery.processor import EventProcessor, Prepared
 from relay.delivery.product_flush import ProductFlush
 from relay.delivery.recorder import Recorder
@@ -51,6 +51,7 @@ from relay.delivery.task import Task, TaskResult, TaskRunner
 from relay.events import RawEvent, new_event_id
 from relay.inbox import CHUNK, MAX_FAILED_DRAINS, Entry, Inbox, inflight_key, tries_key
 from relay.runtime import metrics
+from relay.runtime.processes import owner_dead
 
 log = logging.getLogger("relay.worker")
 IDLE_WAIT_SECONDS = 1.0  # how long one blocking wait on an empty inbox lasts
@@ -288,12 +289,14 @@ class Dispatcher:
 
     def _finish_entries(self, entries: list[Entry]) -> None:
         """Out of this worker's in-flight list (one round trip for all of them)."""
-        commands: list[Callable[[Any], Any]] = []
-        for entry in entries:
-            stored, event_id = entry.stored(), entry.event_id
-            commands.append(lambda p, s=stored: p.lrem(inflight_key(self.owner), 1, s))
-            commands.append(lambda p, e=event_id: p.delete(tries_key(e)))
-        self.recorder.write(commands)
+        self.recorder.write([c for entry in entries for c in self._finish_commands(entry)])
+
+    def _finish_commands(self, entry: Entry) -> list[Callable[[Any], Any]]:
+        stored, event_id = entry.stored(), entry.event_id
+        return [
+            lambda p: p.lrem(inflight_key(self.owner), 1, stored),
+            lambda p: p.delete(tries_key(event_id)),
+        ]
 
     # --- senders ------------------------------------------------------------------------------
 
@@ -311,6 +314,8 @@ class Dispatcher:
                 continue
             task = lane.popleft()
             self._running_locks.add(lock)
+            if self._outstanding[task.event.id] == 1:  # its event's last task
+                task.finish = self._finish_commands(self._held[task.event.id].entry)
             self._submit(task)
             room -= 1
 
@@ -344,14 +349,16 @@ class Dispatcher:
                 del self._lanes[lock]
         self._finish_entries(finished)
 
-    def _task_ended(self, one: Prepared, finished: list[Entry]) -> None:
+    def _task_ended(self, one: Prepared, finished: list[Entry], gone: bool = False) -> None:
+        """`gone`: the task's last write took the event out of the in-flight list already."""
         event_id = one.event.id
         self._outstanding[event_id] -= 1
         if self._outstanding[event_id] == 0:
             del self._outstanding[event_id]
             del self._held[event_id]
             self.processor.finish(one)
-            finished.append(one.entry)
+            if not gone:
+                finished.append(one.entry)
             if self._alone and not self._held:
                 self._alone = False
 
@@ -428,7 +435,7 @@ class Dispatcher:
         except Exception as exc:  # settling one event must not stop the others
             log.exception("could not settle a task", extra={"event_id": task.event.id})
             one.dead.append(self._broken(task, exc))
-        self._task_ended(one, finished)
+        self._task_ended(one, finished, gone=result.finished)
 
     @staticmethod
     def _broken(task: Task, exc: Exception) -> Any:
@@ -460,7 +467,13 @@ class Dispatcher:
         """Give back the in-flight lists of workers whose lease expired (on any host)."""
         moved = 0
         for owner in self.inbox.owners():
-            if owner == self.owner or alive(self.redis, owner):
+            if owner == self.owner:
+                continue
+            if owner_dead(owner):
+                # On this host, and its process is gone (`relay run` restarting a killed
+                # worker): no need to wait for its lease; ending it frees its locks too.
+                self.redis.delete(lease_key(owner))
+            elif alive(self.redis, owner):
                 continue
             count = self.inbox.take_over(owner)
             if count:

@@ -48,6 +48,49 @@ return 0
 """
 
 
+# A sender's first round trip: take the lock (as _ACQUIRE), write the attempt marks of the
+# entities it is about to send for, and read their state. Marks are the entity rules'
+# `attempting()` fields, which are safe before the decision: `modified` only grows (the
+# newest seen stays), and `placing` on an order. ARGV: token, lock TTL (ms), then per state
+# key KEYS[1 + i]: its TTL (s), the attempt's modified time or '', '1' to mark placing.
+_TAKE_AND_MARK = """
+local taken = 0
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  taken = 1
+else
+  local holder = redis.call('get', KEYS[1])
+  if holder then
+    local owner = string.match(holder, '^(.+)|[^|]*$')
+    if owner and redis.call('exists', 'relay:lease:' .. owner) == 0 then
+      redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+      taken = 2
+    end
+  end
+end
+if taken == 0 then return {0} end
+local out = {taken}
+for i = 2, #KEYS do
+  local base = 3 + (i - 2) * 3
+  local modified, placing = ARGV[base + 1], ARGV[base + 2]
+  local wrote = false
+  if modified ~= '' then
+    local current = redis.call('hget', KEYS[i], 'modified')
+    if not current or tonumber(modified) > tonumber(current) then
+      redis.call('hset', KEYS[i], 'modified', modified)
+    end
+    wrote = true
+  end
+  if placing == '1' then
+    redis.call('hset', KEYS[i], 'placing', '1')
+    wrote = true
+  end
+  if wrote then redis.call('expire', KEYS[i], ARGV[base]) end
+  out[#out + 1] = redis.call('hgetall', KEYS[i])
+end
+return out
+"""
+
+
 class LockTimeout(Exception):
     """Another worker holds the entity too long; the caller retries a little later."""
 
@@ -71,8 +114,9 @@ class EntityStore:
         # The lease the locks name (the worker's); without one, locks are never taken over
         # from this holder, only expire.
         self.owner = owner or owner_tag()
-        self._release = redis.register_script(_RELEASE)
+        self._release = self.release = redis.register_script(_RELEASE)
         self._acquire = redis.register_script(_ACQUIRE)
+        self.take_and_mark = redis.register_script(_TAKE_AND_MARK)
 
     def load(self, entity: str) -> dict[str, str]:
         raw = self.redis.hgetall(state_key(entity))

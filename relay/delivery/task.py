@@ -31,7 +31,7 @@ from typing import Any
 from relay.delivery.api_gate import ApiGate, is_rate_limit
 from relay.delivery.commerce_api import ApiRequest, Client, Outcome
 from relay.delivery.entity_rules import Guard, attempting, decide, delivered, skipped
-from relay.delivery.entity_state import EntityStore, state_key, ttl_for
+from relay.delivery.entity_state import EntityStore, lock_key, state_key, ttl_for
 from relay.delivery.failures import describe, not_ours
 from relay.delivery.planning import effect_key
 from relay.delivery.recorder import Recorder
@@ -48,6 +48,9 @@ class Task:
     lock: str  # the entity lock the requests share (a checkout shares its order's)
     attempt: int = 1
     first_attempt_at: float = 0.0
+    # Commands that take the event out of the worker's in-flight list: set by the dispatcher
+    # on the event's last task, written with that task's last answer when it delivered.
+    finish: list[Callable[[Any], Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class TaskResult:
     outcome: Outcome | None = None  # the failed answer
     busy: bool = False  # another live worker holds the lock: try again shortly
     error: str | None = None  # an exception while deciding or sending
+    finished: bool = False  # the event left the in-flight list with the last answer
 
     @property
     def rate_limited(self) -> bool:
@@ -86,6 +90,11 @@ def _announcement(request: ApiRequest) -> ApiRequest:
         guard,
         effect_key(Guard.from_dict(guard)),
     )
+
+
+def _fields(raw: list[bytes]) -> dict[str, str]:
+    """A hash as HGETALL answers it inside a script: a flat list of names and values."""
+    return {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw), 2)}
 
 
 def _entities(guard: Guard) -> list[str]:
@@ -133,22 +142,16 @@ class TaskRunner:
         try:
             guards = [Guard.from_dict(r.guard) if r.guard else None for r in task.requests]
             names = sorted({n for g in guards if g for n in _entities(g)})
-            answers = self.recorder.write(
-                [lambda p: self.store.acquire_script(task.lock, token, p)]
-                + [lambda p, n=n: p.hgetall(state_key(n)) for n in names]
-            )
+            [answer] = self.recorder.write([self._take_and_mark(task, token, guards, names)])
         except Exception as exc:
             if not_ours(exc):
                 raise
             result.remaining, result.error = list(task.requests), describe(exc)
             return result
-        if not answers[0]:
+        if not answer[0]:
             result.busy, result.remaining = True, list(task.requests)
             return result
-        state = {
-            name: {k.decode(): v.decode() for k, v in raw.items()}
-            for name, raw in zip(names, answers[1:], strict=True)
-        }
+        state = {name: _fields(raw) for name, raw in zip(names, answer[1:], strict=True)}
         writes = _Writes()
         try:
             self._send_all(task, guards, state, writes, result)
@@ -158,15 +161,43 @@ class TaskRunner:
             # From the request being handled on (each iteration sets `remaining`).
             result.remaining = result.remaining or list(task.requests)
             result.error = describe(exc)
-        finally:
-            # What the last answer delivered, and the lock back, in one round trip. If Redis
-            # fails here the lock expires by itself, and the answer counts as in flight.
-            self.recorder.write(
-                [*writes.commands(), lambda p: self.store.release_script(task.lock, token, p)]
-            )
         if result.error is None and result.outcome is None:
             result.delivered = True
+        # What the last answer delivered and the lock back, in one round trip; and when this
+        # delivered the event's last task, the event out of the in-flight list with them. If
+        # Redis fails here the lock expires by itself, and the answer counts as in flight.
+        finish = list(task.finish) if result.delivered else []
+        release = self.recorder.script(self.store.release, [lock_key(task.lock)], [token])
+        self.recorder.write([*writes.commands(), release, *finish])
+        result.finished = bool(finish)
         return result
+
+    def _take_and_mark(
+        self, task: Task, token: str, guards: list[Guard | None], names: list[str]
+    ) -> Callable[[Any], Any]:
+        """The first round trip: the lock, every entity's attempt marks (the entity rules'
+        `attempting`, safe to write before deciding), their state."""
+        modified: dict[str, float] = {}
+        placing: set[str] = set()
+        for guard in guards:
+            if guard is None:
+                continue
+            if guard.modified is not None:
+                modified[guard.entity] = max(
+                    guard.modified, modified.get(guard.entity, guard.modified)
+                )
+            if guard.rule == "order":
+                placing.add(guard.entity)
+        args: list[Any] = [token, self.store.lock_ttl_ms]
+        for name in names:
+            mark = modified.get(name)
+            args += [
+                ttl_for(name),
+                "" if mark is None else repr(mark),
+                "1" if name in placing else "0",
+            ]
+        keys = [lock_key(task.lock), *(state_key(n) for n in names)]
+        return self.recorder.script(self.store.take_and_mark, keys, args)
 
     def _send_all(
         self,
@@ -176,6 +207,7 @@ class TaskRunner:
         writes: _Writes,
         result: TaskResult,
     ) -> None:
+        sent = 0  # the first send's attempt marks went with the lock (_take_and_mark)
         for index, (request, guard) in enumerate(zip(task.requests, guards, strict=True)):
             result.remaining = list(task.requests[index:])
             sends: list[tuple[ApiRequest, Guard | None]] = [(request, guard)]
@@ -205,9 +237,12 @@ class TaskRunner:
                     current = state.setdefault(send_guard.entity, {})
                     mark = attempting(send_guard, current)
                     current.update(mark)
-                    writes.add(send_guard.entity, mark)
-                # Before it goes out: its attempt mark and what the answers before delivered.
+                    if sent:
+                        writes.add(send_guard.entity, mark)
+                # Before it goes out: its attempt mark and what the answers before delivered
+                # (nothing more to write for the first, unless requests before it were skipped).
                 self.recorder.write(writes.commands())
+                sent += 1
                 outcome = self.client.send(send, task.event.id)
                 if not outcome.ok:
                     result.outcome = outcome

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from relay.delivery.deadletters import DeadLetters
+from relay.delivery.leases import lease_key
 from relay.events import RawEvent
 from relay.inbox import Inbox
+from relay.runtime.processes import HOST
 from tests.conftest import API_KEY, WorkerHarness, wait_until
 from tests.delivery.test_processor import _order_base, enqueue, woo_event
 
@@ -199,3 +201,20 @@ def test_a_killed_worker_resends_at_most_what_was_in_flight(
     # The new worker took the dead one's events over once its lease expired (10 s), not
     # after RQ's job timeout (90 s and more): generous, far from the old 85 s.
     assert taken_over_after < 60
+
+
+def test_a_dead_worker_on_this_host_is_taken_over_without_waiting_for_its_lease(
+    redis, settings, fake_api
+):
+    """`relay run` restarts a killed worker on the same host: its process is gone, so its
+    events and locks need not wait for its lease to expire (10 s)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner = f"{HOST}:{gone.pid}:123"
+    redis.set(lease_key(owner), "1", px=60_000)  # still "alive" for a minute
+    enqueue(redis, order(1), settings)
+    Inbox(redis).take(owner)  # the dead worker took it
+    redis.set("relay:lock:order:1", f"{owner}|token", px=60_000)  # and held its lock
+    WorkerHarness(settings, redis).run()
+    assert orders_sent(fake_api) == [("1", "placed")]
+    assert not redis.exists(lease_key(owner))

@@ -12,6 +12,7 @@ from relay.event_queue import EventQueue
 from relay.intake import webhooks
 from relay.intake.acceptor import Acceptor
 from relay.intake.auth_throttle import AuthThrottle
+from relay.intake.fast_path import WebhookFastPath
 from relay.intake.web_context import WebContext
 from relay.redis_conn import connect_web
 from relay.registry import Registry, default_registry
@@ -36,10 +37,6 @@ def create_app(
         redis = connect_web(settings.redis_url)  # ingest's: 503 within about a second
 
     app = Flask("relay")
-    if settings.trust_proxy:
-        # The admin cookie is marked Secure only for HTTPS requests, and rate limits and
-        # logs want the client's address: both come from the proxy's headers.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     events = EventQueue(redis, settings.dedup_window_seconds, settings.job_timeout_seconds)
@@ -56,4 +53,11 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(storefront.bp)  # off (404) unless RELAY_STOREFRONT_ORIGINS is set
+    # Webhooks that are stored skip Flask's request handling; every other request, and every
+    # webhook answered otherwise, is Flask's as before (relay/intake/fast_path.py).
+    app.wsgi_app = WebhookFastPath(app, app.wsgi_app, app.extensions["relay"])  # type: ignore[method-assign]
+    if settings.trust_proxy:
+        # The admin cookie is marked Secure only for HTTPS requests, and rate limits and
+        # logs want the client's address: both come from the proxy's headers.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     return app

@@ -7,6 +7,11 @@ connection free takes every write queued so far and sends them as one pipeline, 
 databases batch their log flushes. A lone webhook still makes exactly one call, with no
 delay added.
 
+With `senders` above 1, that many batches may be on the wire at once (each on its own
+connection): a caller that finds a turn free sends what is queued without waiting for the
+batch before to come back. That matters where each batch waits for a disk flush that the
+other end shares among all its clients (Redis under `appendfsync always`).
+
 A caller may give a deadline: if its item has not gone out by then (the batch before it is
 stuck on the wire, Redis hangs), it gives up with the `expired` error instead of queueing
 behind a stuck batch; an item already on the wire waits for that batch's answer, which the
@@ -42,8 +47,8 @@ class _Slot:
 @dataclass
 class _ProcessState:
     pid: int
+    send_lock: Any  # a turn to send: a lock, or a semaphore for several senders
     queue_lock: Any = field(default_factory=lambda: threading.Lock())
-    send_lock: Any = field(default_factory=lambda: threading.Lock())
     queued: list[_Slot] = field(default_factory=list)
 
 
@@ -60,16 +65,19 @@ class GroupCommit(Generic[Item, Result]):
         run_batch: Callable[[Sequence[Item]], Sequence[Result | BaseException]],
         interrupted: Callable[[], BaseException],
         expired: Callable[[], BaseException] | None = None,
+        senders: int = 1,
     ):
         self._run_batch = run_batch
         self._interrupted = interrupted  # for callers whose batch's sender was stopped
         self._expired = expired or interrupted  # for callers whose deadline passed first
+        self._senders = senders  # batches on the wire at once
         self._state: _ProcessState | None = None
 
     def _process_state(self) -> _ProcessState:
         state = self._state
         if state is None or state.pid != os.getpid():
-            state = self._state = _ProcessState(os.getpid())
+            turns = threading.Lock() if self._senders == 1 else threading.Semaphore(self._senders)
+            state = self._state = _ProcessState(os.getpid(), turns)
         return state
 
     def submit(self, item: Item, deadline: float | None = None) -> Result:
@@ -84,9 +92,13 @@ class GroupCommit(Generic[Item, Result]):
                 if not slot.done:  # else the sender before took it along
                     with state.queue_lock:
                         batch, state.queued = state.queued, []
-                    self._send(batch)
+                    if batch:  # empty when another sender has it on the wire
+                        self._send(batch)
             finally:
                 state.send_lock.release()
+            # With several senders, the one that took this item along may still be waiting
+            # for its answer (with one, it finished before this turn came).
+            slot.finished.wait()
         else:
             with state.queue_lock:
                 queued = slot in state.queued

@@ -144,3 +144,65 @@ def test_a_caller_whose_deadline_passes_behind_a_stuck_batch_gives_up_unsent():
     first.join(5)
     assert commit.submit(3, deadline=time.monotonic() + 5) == 30
     assert recorder.batches == [[1], [3]]  # 2 was never sent
+
+
+
+def test_with_several_senders_a_caller_goes_out_while_a_batch_is_on_the_wire():
+    recorder = Recorder(hold_first=True)
+    commit = GroupCommit(recorder, Interrupted, senders=2)
+    answers: dict[int, int] = {}
+    callers = [
+        threading.Thread(target=lambda n=n: answers.__setitem__(n, commit.submit(n)))
+        for n in (1, 2)
+    ]
+    callers[0].start()
+    assert recorder.on_the_wire.wait(5)
+    callers[1].start()
+    wait_until(lambda: len(recorder.batches) == 2, what="a second batch on the wire")
+    assert recorder.batches == [[1], [2]]  # 2 did not wait for 1's answer
+    recorder.release.set()
+    for caller in callers:
+        caller.join(5)
+    assert answers == {1: 10, 2: 20}
+
+
+class CountedTurns:
+    """A sender's turns (the semaphore), counting how often one was given back."""
+
+    def __init__(self, turns):
+        self.turns = turns
+        self.released = 0
+
+    def acquire(self, *args, **kwargs):
+        return self.turns.acquire(*args, **kwargs)
+
+    def release(self):
+        self.turns.release()
+        self.released += 1
+
+
+def test_with_several_senders_a_caller_waits_for_the_batch_that_took_its_item_along():
+    recorder = Recorder(hold_first=True)
+    commit = GroupCommit(recorder, Interrupted, senders=2)
+    state = commit._process_state()
+    state.send_lock = turns = CountedTurns(state.send_lock)
+    turns.acquire()
+    turns.acquire()  # no turn for anyone yet
+    answers: dict[int, int | None] = {}
+    callers = [
+        threading.Thread(target=lambda n=n: answers.__setitem__(n, commit.submit(n)))
+        for n in (2, 3)
+    ]
+    for caller in callers:
+        caller.start()
+    wait_until(lambda: len(state.queued) == 2, what="two queued callers")
+    turns.release()  # one caller takes its turn, and both items along
+    assert recorder.on_the_wire.wait(5)
+    turns.release()  # the other's turn comes while they are on the wire...
+    wait_until(lambda: turns.released == 3, what="...and goes, with nothing to send")
+    recorder.release.set()
+    for caller in callers:
+        caller.join(5)
+    assert sorted(recorder.batches[0]) == [2, 3]
+    assert len(recorder.batches) == 1
+    assert answers == {2: 20, 3: 30}  # never None: an answer comes only from its batch

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -23,7 +24,14 @@ from relay import stats
 from relay.errors import ApiError
 from relay.events import RawEvent, new_event_id
 from relay.intake.web_context import WebContext
-from relay.mapping import MAX_TOPIC_LENGTH, AuthError, BadRequest, IncomingRequest, Platform
+from relay.mapping import (
+    MAX_TOPIC_LENGTH,
+    AuthError,
+    BadRequest,
+    IncomingRequest,
+    Intake,
+    Platform,
+)
 from relay.runtime import metrics
 from relay.settings import secret_values
 from relay.verifiers import verify_any
@@ -125,14 +133,34 @@ def receive(name: str, token: str | None = None):
         reason = platform.ignored_topics.get(intake.topic, f"topic {intake.topic!r} is not used")
         _count(ctx, platform.name, "ignored", "topic", topic=intake.topic)
         return jsonify(status="ignored", reason=reason), 200
+    status, answer = store(ctx, platform, intake, incoming, request.content_type or "", client)
+    return Response(answer, status, mimetype=JSON)
 
+
+def is_stored_topic(platform: Platform, intake: Intake) -> bool:
+    """A topic this relay stores (else it is answered 400 topic_too_long or 200 ignored)."""
+    return len(intake.topic) <= MAX_TOPIC_LENGTH and intake.topic in platform.topics
+
+
+def store(
+    ctx: WebContext,
+    platform: Platform,
+    intake: Intake,
+    incoming: IncomingRequest,
+    content_type: str,
+    remote: str,
+) -> tuple[int, bytes]:
+    """Store a proven webhook of a wanted topic: (202, the accepted answer) or (200, the
+    duplicate answer); ApiError 503 when Redis cannot store it. Shared with the fast path
+    (relay/intake/fast_path.py), which answers what this returns without Flask."""
+    body, query = incoming.body, incoming.query
     event = RawEvent(
         id=new_event_id(),
         platform=platform.name,
         topic=intake.topic,
         received_at=time.time(),
         body=body,
-        content_type=request.content_type or "",
+        content_type=content_type,
         query=query,
         headers=intake.headers,
     )
@@ -157,25 +185,47 @@ def receive(name: str, token: str | None = None):
             {"Retry-After": "30"},
         ) from None
     if not stored:
-        _count(ctx, platform.name, "duplicate", "", topic=intake.topic)
-        return jsonify(status="duplicate"), 200
-    metrics.WEBHOOKS.labels(platform.name, "accepted", "").inc()
+        _count(ctx, platform.name, "duplicate", "", topic=intake.topic, remote=remote)
+        return 200, DUPLICATE
+    _accepted(platform.name).inc()
     # DEBUG: the worker logs each event's outcome with its id; one more line per webhook
-    # here would cost a tenth of ingest's time.
-    log.debug(
-        "accepted",
-        extra={
-            "event_id": event.id,
-            "platform": platform.name,
-            "topic": intake.topic,
-            "outcome": "accepted",
-        },
-    )
+    # here would cost a tenth of ingest's time. Its fields are built only when it is on.
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "accepted",
+            extra={
+                "event_id": event.id,
+                "platform": platform.name,
+                "topic": intake.topic,
+                "outcome": "accepted",
+            },
+        )
     # orjson, not jsonify: the one answer every stored webhook gets.
-    return Response(orjson.dumps({"status": "accepted", "id": event.id}), 202, mimetype=JSON)
+    return 202, orjson.dumps({"status": "accepted", "id": event.id})
 
 
-def _count(ctx: WebContext, platform: str, outcome: str, reason: str, topic: str = "") -> None:
+# What jsonify(status="duplicate") answers, byte for byte.
+DUPLICATE = orjson.dumps({"status": "duplicate"}) + b"\n"
+_ACCEPTED: dict[str, Any] = {}
+
+
+def _accepted(platform: str) -> Any:
+    """The accepted counter of one platform, labelled once per process (labels() takes a
+    lock and builds a key on every call)."""
+    counter = _ACCEPTED.get(platform)
+    if counter is None:
+        counter = _ACCEPTED[platform] = metrics.WEBHOOKS.labels(platform, "accepted", "")
+    return counter
+
+
+def _count(
+    ctx: WebContext,
+    platform: str,
+    outcome: str,
+    reason: str,
+    topic: str = "",
+    remote: str | None = None,
+) -> None:
     """Metrics, the per-platform stats in Redis (best effort: a Redis outage must not
     change the answer), and one log line."""
     metrics.WEBHOOKS.labels(platform, outcome, reason).inc()
@@ -190,6 +240,6 @@ def _count(ctx: WebContext, platform: str, outcome: str, reason: str, topic: str
             "topic": topic or None,
             "outcome": outcome,
             "code": reason or None,
-            "remote": request.remote_addr,
+            "remote": request.remote_addr if remote is None else remote,
         },
     )

@@ -46,6 +46,7 @@ from relay.delivery.endings import Endings
 from relay.delivery.leases import alive, lease_key
 from relay.delivery.processor import EventProcessor, Prepared
 from relay.delivery.product_flush import ProductFlush
+from relay.delivery.product_outbox import batch_key
 from relay.delivery.recorder import Recorder
 from relay.delivery.task import Task, TaskResult, TaskRunner
 from relay.events import RawEvent, new_event_id
@@ -56,6 +57,7 @@ from relay.runtime.processes import owner_dead
 log = logging.getLogger("relay.worker")
 IDLE_WAIT_SECONDS = 1.0  # how long one blocking wait on an empty inbox lasts
 MAINTENANCE_EVERY = 2.0  # look for dead workers' lists, suspects
+FLUSHING = "relay:flushing"  # batch id -> the worker flushing it inline (its lease decides)
 TICK_SECONDS = 0.25  # the gate's shared pause, the product outbox
 # A pause of the API longer than this: the waiting tasks go on the RQ schedule instead of
 # waiting in memory (and in this worker's in-flight list).
@@ -108,6 +110,7 @@ class Dispatcher:
         self._room = threading.Event()  # the feeder may take: there is room
         self._running = 0
         self._flushing = False
+        self._flushing_batch: str | None = None  # the batch this worker flushes now
         self._alone = False  # a suspect is being handled, with nothing else in flight
         self._suspects = 0
         self._next_tick = 0.0
@@ -230,7 +233,7 @@ class Dispatcher:
         if self.inbox.depth() or self._suspects:
             return False
         if self.products.outbox.waiting():
-            self.products.flush_products(new_event_id())
+            self._flush_batch()
             return False
         return True
 
@@ -332,10 +335,43 @@ class Dispatcher:
 
     def _flush(self) -> None:
         try:
-            self.products.flush_products(new_event_id())
+            self._flush_batch()
             self._results.put(("flush", None, None))
         except BaseException as exc:
             self._results.put(("error", None, exc))
+
+    def _flush_batch(self) -> None:
+        """Flush the product outbox here, under a batch id this worker is known to hold:
+        killed mid-flush, it leaves a batch no RQ job would re-run, which another worker's
+        maintenance hands to a flush job once this one's lease is gone."""
+        batch_id = self._flushing_batch = new_event_id()
+        self.redis.hset(FLUSHING, batch_id, self.owner)
+        try:
+            self.products.flush_products(batch_id)  # done, or a retry job now holds it
+            # Not after an exception: the batch may still hold writes; recovery finishes it.
+            self.redis.hdel(FLUSHING, batch_id)
+        finally:
+            self._flushing_batch = None
+
+    def recover_flushes(self) -> int:
+        """Batches that dead workers were flushing: each to a flush job (it finishes them)."""
+        recovered = 0
+        for raw_id, raw_owner in self.redis.hgetall(FLUSHING).items():
+            batch_id, owner = raw_id.decode(), raw_owner.decode()
+            if owner == self.owner:
+                if batch_id == self._flushing_batch:
+                    continue  # being flushed now (an exception left any other of ours)
+            elif not owner_dead(owner) and alive(self.redis, owner):
+                continue
+            # Whoever removes the entry hands the batch on: once, whatever the workers.
+            if self.redis.hdel(FLUSHING, batch_id) and self.redis.exists(batch_key(batch_id)):
+                self.products.events.enqueue_flush(batch_id, at_front=True)
+                log.warning(
+                    "handed a product batch of a worker that died to a flush job",
+                    extra={"code": "worker_lost", "batch": batch_id},
+                )
+                recovered += 1
+        return recovered
 
     def _postpone_all(self, delay: float) -> None:
         finished: list[Entry] = []
@@ -461,6 +497,7 @@ class Dispatcher:
         if now >= self._next_maintenance:
             self._next_maintenance = now + MAINTENANCE_EVERY
             self.take_over_dead()
+            self.recover_flushes()
             self._suspects = self.inbox.suspects()
 
     def take_over_dead(self) -> int:

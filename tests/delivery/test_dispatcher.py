@@ -218,3 +218,46 @@ def test_a_dead_worker_on_this_host_is_taken_over_without_waiting_for_its_lease(
     WorkerHarness(settings, redis).run()
     assert orders_sent(fake_api) == [("1", "placed")]
     assert not redis.exists(lease_key(owner))
+
+
+class KilledMidFlush(Exception):
+    pass
+
+
+def test_a_product_batch_a_killed_worker_was_flushing_is_finished_by_another(
+    redis, settings, fake_api
+):
+    """A worker flushes the product outbox itself; killed mid-flush (slow API, SIGKILL), it
+    leaves a taken batch that no RQ job would run again. Another worker finishes it."""
+    from relay.delivery.dispatcher import FLUSHING
+    from relay.delivery.product_outbox import batch_key
+
+    product = json.loads(
+        (ROOT / "mappers/woocommerce/fixtures/product.simple.on-sale.json").read_bytes()
+    )
+    enqueue(redis, woo_event("x", "product.updated", json.dumps(product).encode()), settings)
+    harness = WorkerHarness(settings, redis)
+    products = harness.context.dispatcher.products
+
+    def killed(batch_id: str, *args) -> str:
+        products.outbox.take(batch_id)  # taken, and then the process died
+        raise KilledMidFlush
+
+    products.flush_products = killed
+    with pytest.raises(KilledMidFlush):
+        harness.run()
+    [batch_id] = [key.decode() for key in redis.hkeys(FLUSHING)]
+    redis.hset(FLUSHING, batch_id, "another-host:4242:1")  # that worker: its lease is gone
+    assert redis.exists(batch_key(batch_id))
+    assert not [r for r in fake_api.requests if r.path == "/api/v1/products"]
+
+    WorkerHarness(settings, redis).run()
+    sent = [
+        p["productId"]
+        for r in fake_api.requests
+        if r.path == "/api/v1/products"
+        for p in r.body["products"]
+    ]
+    assert sent == [str(product["id"])]
+    assert not redis.exists(batch_key(batch_id))
+    assert not redis.hlen(FLUSHING)

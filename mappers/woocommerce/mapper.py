@@ -234,21 +234,34 @@ def map_customer(customer: dict[str, Any], action: str, received_at: float) -> l
     if not email:
         raise IgnoreEvent(f"customer {customer_id} has no email")
     billing = customer.get("billing") if isinstance(customer.get("billing"), dict) else {}
-    data: dict[str, Any] = {"email": email, "externalId": customer_id}
     # The account's names; a customer who registered at checkout may only have billing ones.
     first = _text(customer.get("first_name")) or _text(billing.get("first_name"))
     last = _text(customer.get("last_name")) or _text(billing.get("last_name"))
+    created = _utc(customer.get("date_created_gmt"))
+    # externalId right after email: the field order of the body as before (its digest is
+    # part of the request's Idempotency-Key).
+    data = {"email": email, "externalId": customer_id} | _subscriber(
+        email, first, last, created, received_at
+    )
+    # Never modified: the snapshot is the one it was created as.
+    modified_at = _utc(customer.get("date_modified_gmt")) or created
+    return [Record("subscriber", data, modified_at=modified_at)]
+
+
+def _subscriber(
+    email: str, first: str, last: str, since: str | None, received_at: float
+) -> dict[str, Any]:
+    """A subscriber's fields: names when known, and `createdAt` when they have been one for
+    more than a day (so they skip welcome sequences)."""
+    data: dict[str, Any] = {"email": email}
     if first:
         data["firstName"] = first
     if last:
         data["lastName"] = last
-    created = _utc(customer.get("date_created_gmt"))
-    created_epoch = _epoch(created)
-    if created and created_epoch is not None and created_epoch < received_at - NEW_CUSTOMER_SECONDS:
-        data["createdAt"] = created
-    # Never modified: the snapshot is the one it was created as.
-    modified_at = _utc(customer.get("date_modified_gmt")) or created
-    return [Record("subscriber", data, modified_at=modified_at)]
+    since_epoch = _epoch(since)
+    if since and since_epoch is not None and since_epoch < received_at - NEW_CUSTOMER_SECONDS:
+        data["createdAt"] = since
+    return data
 
 
 # A guest buyer (customer_id 0) as the relay's sync knows them from their orders; never a
@@ -262,16 +275,9 @@ def map_guest(guest: dict[str, Any], received_at: float) -> list[Record]:
     email = _text(guest.get("email"))
     if not email:
         raise IgnoreEvent("a guest without an email")
-    data: dict[str, Any] = {"email": email}
     first, last = _text(guest.get("first_name")), _text(guest.get("last_name"))
-    if first:
-        data["firstName"] = first
-    if last:
-        data["lastName"] = last
-    first_order = _utc(guest.get("first_order_gmt"))
-    first_epoch = _epoch(first_order)
-    if first_order and first_epoch is not None and first_epoch < received_at - NEW_CUSTOMER_SECONDS:
-        data["createdAt"] = first_order  # a buyer since then: no welcome sequence
+    first_order = _utc(guest.get("first_order_gmt"))  # a buyer since then: no welcome sequence
+    data = _subscriber(email, first, last, first_order, received_at)
     modified_at = _utc(guest.get("last_order_gmt")) or first_order
     return [Record("subscriber", data, modified_at=modified_at)]
 

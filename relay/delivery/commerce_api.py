@@ -32,6 +32,10 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.hooks import default_hooks
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
 
 from relay.settings import Settings
 
@@ -302,7 +306,14 @@ def request_headers(api_key: str, company_id: str | None = None) -> dict[str, st
 class CommerceClient:
     """A real client: one keep-alive session per worker process, whose connection pool
     holds a connection for each request the dispatcher keeps in flight (threads share it:
-    urllib3's pool is thread-safe, and the session keeps no cookies here)."""
+    urllib3's pool is thread-safe, and the session keeps no cookies here).
+
+    A delivery goes straight to the session's adapter with a request prepared here
+    (`_prepare`): `Session.request` would parse and requote the URL, check every header,
+    merge settings and hooks, and file the answer's cookies, for each request: 0.4 ms of
+    CPU of 1 ms in a profile of the worker, where the base URL, the headers and the
+    settings are the same for every request. The adapter does the rest as it always does
+    (proxies, TLS, the pool, requests' exceptions)."""
 
     def __init__(
         self,
@@ -320,6 +331,9 @@ class CommerceClient:
         self.session.mount("https://", adapter)
         self.session.headers.update(request_headers(api_key, company_id))
         self._settle_environment()
+        self._adapter = self.session.get_adapter(self.base_url)
+        # The base URL as requests would prepare it (IDNA host, quoted path), once.
+        self._base = requests.Request("GET", self.base_url).prepare().url.rstrip("/")  # type: ignore[union-attr]
 
     def _settle_environment(self) -> None:
         """Read the proxy and CA-bundle variables (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE)
@@ -344,8 +358,6 @@ class CommerceClient:
         )
 
     def send(self, request: ApiRequest, event_id: str = "") -> Outcome:
-        url = self.base_url + request.path
-        data = request.encoded
         headers = {}
         if event_id:
             headers["X-Relay-Event-Id"] = event_id
@@ -356,13 +368,12 @@ class CommerceClient:
             headers["Idempotency-Key"] = request.idempotency_key
         started = time.monotonic()
         try:
-            response = self.session.request(
-                request.method,
-                url,
-                data=data,
-                headers=headers,
+            response = self._adapter.send(
+                self._prepare(request, headers),
                 timeout=self.timeout,
-                allow_redirects=False,
+                verify=self.session.verify,
+                cert=self.session.cert,
+                proxies=self.session.proxies,
             )
         except (requests.Timeout, requests.ConnectionError) as exc:
             return Outcome(
@@ -371,17 +382,44 @@ class CommerceClient:
                 error=f"{type(exc).__name__}: could not reach the Commerce API",
                 duration=time.monotonic() - started,
             )
-        except requests.RequestException as exc:
+        except (requests.RequestException, ValueError) as exc:  # ValueError: a bad header
             return Outcome(
                 ok=False, error=f"{type(exc).__name__}: {exc}", duration=time.monotonic() - started
             )
+        try:
+            _ = response.content  # read to the end: the connection goes back to the pool
+        except requests.RequestException as exc:
+            return Outcome(
+                ok=False,
+                transient=True,
+                error=f"{type(exc).__name__}: the Commerce API's answer was cut off",
+                duration=time.monotonic() - started,
+            )
+        status = response.status_code
         return classify(
             request.method,
-            response.status_code,
+            status,
             response.headers,
-            response.text,
+            "" if 200 <= status < 300 else response.text,  # a success's text is not decoded
             time.monotonic() - started,
         )
+
+    def _prepare(self, request: ApiRequest, headers: dict[str, str]) -> PreparedRequest:
+        """What `Session.prepare_request` makes of this request, without its per-request
+        parsing (http.client still refuses a header value with a line break)."""
+        prepared = PreparedRequest()
+        prepared.method = request.method
+        prepared.url = self._base + requote_uri(request.path)
+        prepared.headers = CaseInsensitiveDict(self.session.headers)
+        prepared.headers.update(headers)
+        body = None if request.encoded is None else request.encoded.encode("utf-8")
+        if body is not None:
+            prepared.headers["Content-Length"] = str(len(body))
+        elif request.method not in ("GET", "HEAD"):
+            prepared.headers["Content-Length"] = "0"
+        prepared.body = body
+        prepared.hooks = default_hooks()
+        return prepared
 
     def probe(self) -> Outcome:
         """The account endpoint: a cheap authenticated check for `relay check`."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import socket
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +15,7 @@ import responses
 
 from relay.delivery.commerce_api import ApiRequest, CommerceClient, parse_retry_after
 from tests.conftest import WorkerHarness, live_client, woo_headers
+from tests.fakeapi import FakeCommerceApi
 
 FIXTURES = Path(__file__).parents[2] / "mappers/woocommerce/fixtures"
 
@@ -296,3 +299,57 @@ def test_no_proxy_for_the_api_host_is_honoured(monkeypatch):
     assert "https" not in client.session.proxies
     assert client.session.trust_env is False
 
+
+# --- the send path: the session's adapter with a request prepared once per send -------------
+
+
+def test_an_http_proxy_from_the_environment_carries_every_delivery(monkeypatch):
+    proxy = FakeCommerceApi().start()  # a real local server in the proxy's place
+    try:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "")
+        client = CommerceClient("http://api.example.test", "key", timeout=5.0)
+        client.send(ORDER, "evt-1")
+        [arrived] = proxy.requests
+        # A proxy gets the absolute URL; api.example.test itself does not resolve.
+        assert arrived.path == "http://api.example.test/api/v1/orders"
+        assert arrived.header("authorization") == "Bearer key"
+        assert arrived.header("x-relay-event-id") == "evt-1"
+        assert arrived.body == {"orderId": "1"}
+    finally:
+        proxy.stop()
+
+
+def test_every_answer_is_read_to_its_end_so_one_connection_serves_them_all(fake_api):
+    client = CommerceClient(fake_api.url, "test-api-key", timeout=5.0, pool_size=1)
+    outcomes: list = []
+    # Each send needs the pool's one connection back (pool_block): an answer left unread
+    # would keep it, and the second send would wait for ever.
+    sender = threading.Thread(
+        target=lambda: outcomes.extend(client.probe() for _ in range(3)), daemon=True
+    )
+    sender.start()
+    sender.join(20)
+    assert [o.ok for o in outcomes] == [True, True, True]
+
+
+def test_an_answer_cut_off_in_its_body_is_transient():
+    """The API may have applied what it was answering: sending it again later is right."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_half() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"success"')
+        conn.close()
+
+    server = threading.Thread(target=answer_half, daemon=True)
+    server.start()
+    try:
+        outcome = CommerceClient(f"http://127.0.0.1:{port}", "key", timeout=5.0).send(ORDER)
+    finally:
+        server.join(5)
+        listener.close()
+    assert (outcome.ok, outcome.transient) == (False, True)
+    assert "key" not in outcome.error

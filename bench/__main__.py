@@ -1,4 +1,5 @@
-"""The benchmark harness: `python -m bench [ingest] [delivery] [batching] [live] [sync]`.
+"""The benchmark harness: `python -m bench [ingest] [delivery] [batching] [live] [sync]
+[group_commit]`.
 
 Prints one line per figure against its target and writes bench/results/bench.json (a run
 of some figures replaces only theirs in it, each stamped with when it was measured). Every
@@ -16,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import batching, delivery, ingest, live, sync
+from bench import batching, delivery, group_commit, ingest, live, sync
 
 RESULTS = Path(__file__).parent / "results" / "bench.json"
 FIGURES = {
@@ -25,6 +26,7 @@ FIGURES = {
     "batching": batching,
     "live": live,
     "sync": sync,
+    "group_commit": group_commit,
 }
 
 
@@ -64,6 +66,14 @@ def lines(name: str, result: dict) -> list[str]:
             f"sync       peak RSS: sync {memory['sync_rss_peak']} MB, workers"
             f" {memory['worker_rss_peak']} MB (PSS with the scheduler"
             f" {memory['worker_pss_peak_with_scheduler']} MB) (target < 200 MB each)",
+        ]
+    if name == "group_commit":
+        return [
+            f"group commit {c['threads']} threads, {c['senders']} sender(s):"
+            f" {[g['writes_per_second'] for g in c['grouped']]} writes/s (p99"
+            f" {[g['p99_ms'] for g in c['grouped']]} ms) vs each its own round trip"
+            f" {[o['writes_per_second'] for o in c['own_round_trips']]}: ratio {c['ratio']}"
+            for c in result["configs"].values()
         ]
     if name == "batching":
         return [

@@ -41,15 +41,16 @@ class _Slot:
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-    finished: Any = field(default_factory=lambda: threading.Event())
+    batch: list[_Slot] | None = None  # the turn, handed to this caller with what to send
+    woken: Any = field(default_factory=lambda: threading.Event())  # answered, or handed a turn
 
 
 @dataclass
 class _ProcessState:
     pid: int
-    send_lock: Any  # a turn to send: a lock, or a semaphore for several senders
-    queue_lock: Any = field(default_factory=lambda: threading.Lock())
+    lock: Any = field(default_factory=lambda: threading.Lock())
     queued: list[_Slot] = field(default_factory=list)
+    sending: int = 0  # batches on the wire (turns taken)
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -76,8 +77,7 @@ class GroupCommit(Generic[Item, Result]):
     def _process_state(self) -> _ProcessState:
         state = self._state
         if state is None or state.pid != os.getpid():
-            turns = threading.Lock() if self._senders == 1 else threading.Semaphore(self._senders)
-            state = self._state = _ProcessState(os.getpid(), turns)
+            state = self._state = _ProcessState(os.getpid())
         return state
 
     def submit(self, item: Item, deadline: float | None = None) -> Result:
@@ -85,37 +85,54 @@ class GroupCommit(Generic[Item, Result]):
         for the batch before to leave the wire."""
         state = self._process_state()
         slot = _Slot(item, deadline)
-        with state.queue_lock:
-            state.queued.append(slot)
-        if self._take_turn(state, slot):
-            try:
-                if not slot.done:  # else the sender before took it along
-                    with state.queue_lock:
-                        batch, state.queued = state.queued, []
-                    if batch:  # empty when another sender has it on the wire
-                        self._send(batch)
-            finally:
-                state.send_lock.release()
-            # With several senders, the one that took this item along may still be waiting
-            # for its answer (with one, it finished before this turn came).
-            slot.finished.wait()
-        else:
-            with state.queue_lock:
-                queued = slot in state.queued
-                if queued:
-                    state.queued.remove(slot)
-            if queued:
-                raise self._expired()
-            slot.finished.wait()  # on the wire: the connection's timeout bounds its answer
+        with state.lock:
+            if state.sending < self._senders:  # a turn is free: send at once
+                state.sending += 1
+                batch: list[_Slot] | None = [*state.queued, slot]
+                state.queued = []
+            else:
+                state.queued.append(slot)
+                batch = None
+        if batch is None:
+            batch = self._wait(state, slot)
+        if batch is not None:  # this caller's turn (its own item is in the batch)
+            self._send_turn(state, batch)
         if slot.error is not None:
             raise slot.error
         return slot.result
 
-    @staticmethod
-    def _take_turn(state: _ProcessState, slot: _Slot) -> bool:
-        if slot.deadline is None:
-            return bool(state.send_lock.acquire())
-        return bool(state.send_lock.acquire(timeout=max(slot.deadline - time.monotonic(), 0)))
+    def _wait(self, state: _ProcessState, slot: _Slot) -> list[_Slot] | None:
+        """Wait for the item's answer (None), or for the turn handed to it (what to send)."""
+        timeout = None if slot.deadline is None else max(slot.deadline - time.monotonic(), 0)
+        if not slot.woken.wait(timeout):
+            with state.lock:
+                if slot in state.queued:  # still waiting for a turn: it gives up unsent
+                    state.queued.remove(slot)
+                    raise self._expired()
+            # On the wire, or just handed a turn: the connection's timeout bounds its answer.
+            slot.woken.wait()
+        if slot.batch is None:
+            return None
+        with state.lock:  # what queued up since the turn was handed goes along
+            batch, state.queued = slot.batch + state.queued, []
+        return batch
+
+    def _send_turn(self, state: _ProcessState, batch: list[_Slot]) -> None:
+        """Send `batch`, then hand the turn, with everything queued meanwhile, straight to
+        the first caller waiting (a caller whose item went out never waits for a turn)."""
+        try:
+            self._send(batch)
+        finally:
+            with state.lock:
+                following, state.queued = state.queued, []
+                if following:
+                    following[0].batch = following
+                else:
+                    state.sending -= 1
+            if following:
+                following[0].woken.set()
+            for slot in batch:
+                slot.woken.set()
 
     def _send(self, batch: list[_Slot]) -> None:
         now = time.monotonic()
@@ -142,4 +159,3 @@ class GroupCommit(Generic[Item, Result]):
             for slot in batch:
                 if not slot.done:
                     slot.error, slot.done = self._interrupted(), True
-                slot.finished.set()

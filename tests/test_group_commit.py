@@ -146,7 +146,6 @@ def test_a_caller_whose_deadline_passes_behind_a_stuck_batch_gives_up_unsent():
     assert recorder.batches == [[1], [3]]  # 2 was never sent
 
 
-
 def test_with_several_senders_a_caller_goes_out_while_a_batch_is_on_the_wire():
     recorder = Recorder(hold_first=True)
     commit = GroupCommit(recorder, Interrupted, senders=2)
@@ -166,43 +165,66 @@ def test_with_several_senders_a_caller_goes_out_while_a_batch_is_on_the_wire():
     assert answers == {1: 10, 2: 20}
 
 
-class CountedTurns:
-    """A sender's turns (the semaphore), counting how often one was given back."""
+class HeldBatches:
+    """A run_batch whose every batch waits on the wire until the test lets it go."""
 
-    def __init__(self, turns):
-        self.turns = turns
-        self.released = 0
+    def __init__(self):
+        self.batches: list[list[int]] = []
+        self.lets_go: list[threading.Event] = [threading.Event() for _ in range(10)]
 
-    def acquire(self, *args, **kwargs):
-        return self.turns.acquire(*args, **kwargs)
-
-    def release(self):
-        self.turns.release()
-        self.released += 1
+    def __call__(self, items):
+        n = len(self.batches)
+        self.batches.append(list(items))
+        self.lets_go[n].wait(10)
+        return [item * 10 for item in items]
 
 
 def test_with_several_senders_a_caller_waits_for_the_batch_that_took_its_item_along():
-    recorder = Recorder(hold_first=True)
-    commit = GroupCommit(recorder, Interrupted, senders=2)
-    state = commit._process_state()
-    state.send_lock = turns = CountedTurns(state.send_lock)
-    turns.acquire()
-    turns.acquire()  # no turn for anyone yet
+    held = HeldBatches()
+    commit = GroupCommit(held, Interrupted, senders=2)
     answers: dict[int, int | None] = {}
-    callers = [
-        threading.Thread(target=lambda n=n: answers.__setitem__(n, commit.submit(n)))
-        for n in (2, 3)
-    ]
-    for caller in callers:
-        caller.start()
-    wait_until(lambda: len(state.queued) == 2, what="two queued callers")
-    turns.release()  # one caller takes its turn, and both items along
-    assert recorder.on_the_wire.wait(5)
-    turns.release()  # the other's turn comes while they are on the wire...
-    wait_until(lambda: turns.released == 3, what="...and goes, with nothing to send")
-    recorder.release.set()
-    for caller in callers:
+
+    def call(n: int) -> None:
+        answers[n] = commit.submit(n)
+
+    callers = {n: threading.Thread(target=call, args=(n,)) for n in (1, 2, 3, 4)}
+    for n in (1, 2):  # both turns taken, each batch held on the wire
+        callers[n].start()
+        wait_until(lambda n=n: len(held.batches) == n, what=f"batch {n} on the wire")
+    for n in (3, 4):
+        callers[n].start()
+    wait_until(lambda: len(commit._process_state().queued) == 2, what="two queued callers")
+    held.lets_go[0].set()  # the first turn passes on, with both queued items
+    wait_until(lambda: len(held.batches) == 3, what="the queued items on the wire")
+    held.lets_go[1].set()  # the other turn comes free while they are on the wire...
+    callers[2].join(5)
+    assert 3 not in answers and 4 not in answers  # ...and neither returns before its answer
+    held.lets_go[2].set()
+    for caller in callers.values():
         caller.join(5)
-    assert sorted(recorder.batches[0]) == [2, 3]
-    assert len(recorder.batches) == 1
-    assert answers == {2: 20, 3: 30}  # never None: an answer comes only from its batch
+    assert held.batches == [[1], [2], [3, 4]]
+    # Never None: an answer comes only from its batch.
+    assert answers == {1: 10, 2: 20, 3: 30, 4: 40}
+
+
+def test_a_turn_passes_to_the_first_caller_waiting_with_everything_queued():
+    held = HeldBatches()
+    commit = GroupCommit(held, Interrupted)
+    answers: dict[int, int] = {}
+    threads = []
+    for n in range(1, 7):
+        thread = threading.Thread(target=lambda n=n: answers.__setitem__(n, commit.submit(n)))
+        thread.start()
+        threads.append(thread)
+        if n == 1:
+            wait_until(lambda: len(held.batches) == 1, what="the first batch on the wire")
+    wait_until(lambda: len(commit._process_state().queued) == 5, what="five queued callers")
+    held.lets_go[0].set()
+    wait_until(lambda: len(held.batches) == 2, what="the second batch on the wire")
+    assert held.batches[1] == [2, 3, 4, 5, 6]  # in the order they came, sent by the first
+    assert commit._process_state().queued == []
+    held.lets_go[1].set()
+    for thread in threads:
+        thread.join(5)
+    assert answers == {n: n * 10 for n in range(1, 7)}
+    assert len(held.batches) == 2

@@ -1,11 +1,17 @@
 """Group commit: webhooks in flight in one web process share one Redis round trip.
 
-Ingest may answer 2xx only once the event is stored, so every webhook waits for a write.
-Under the gevent web worker many webhooks are in flight at once; instead of each paying
-its own round trip (and redis-py's per-command work around it), the first to find the
-connection free takes every write queued so far and sends them as one pipeline, as
-databases batch their log flushes. A lone webhook still makes exactly one call, with no
-delay added.
+Ingest may answer 2xx only once the event is stored, so every webhook waits for a write
+(and the delivery worker's senders record every answer the same way). Under the gevent web
+worker many webhooks are in flight at once; instead of each paying its own round trip (and
+redis-py's per-command work around it), the first to find the connection free sends its
+write as it is, and the writes queued while it is on the wire go out together as the next
+batch, as databases batch their log flushes. A lone webhook still makes exactly one call,
+with no delay added.
+
+The turn passes directly: a sender whose batch came back hands the next batch (everything
+queued) to the first caller waiting, and wakes the callers it answered. A waiting caller
+wakes only for its answer or for its turn; it never takes a lock in turn just to find its
+write already answered (among OS threads that was a convoy: `python -m bench group_commit`).
 
 With `senders` above 1, that many batches may be on the wire at once (each on its own
 connection): a caller that finds a turn free sends what is queued without waiting for the
@@ -17,7 +23,7 @@ stuck on the wire, Redis hangs), it gives up with the `expired` error instead of
 behind a stuck batch; an item already on the wire waits for that batch's answer, which the
 connection's own timeout bounds. A sender never sends an item whose deadline has passed.
 
-The locks are made per process on first use, after gunicorn's gevent worker has
+The lock is made per process on first use, after gunicorn's gevent worker has
 monkey-patched `threading`: a lock made before the fork would block the whole worker.
 """
 
@@ -34,6 +40,10 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+def _new_event() -> Any:
+    return threading.Event()  # looked up when called: gevent may have patched it since
+
+
 @dataclass(eq=False)  # a slot is itself, whatever it holds (found in the queue by identity)
 class _Slot:
     item: Any
@@ -42,7 +52,7 @@ class _Slot:
     result: Any = None
     error: BaseException | None = None
     batch: list[_Slot] | None = None  # the turn, handed to this caller with what to send
-    woken: Any = field(default_factory=lambda: threading.Event())  # answered, or handed a turn
+    woken: Any = field(default_factory=lambda: _new_event())  # answered, or handed a turn
 
 
 @dataclass
@@ -104,18 +114,38 @@ class GroupCommit(Generic[Item, Result]):
     def _wait(self, state: _ProcessState, slot: _Slot) -> list[_Slot] | None:
         """Wait for the item's answer (None), or for the turn handed to it (what to send)."""
         timeout = None if slot.deadline is None else max(slot.deadline - time.monotonic(), 0)
-        if not slot.woken.wait(timeout):
-            with state.lock:
-                if slot in state.queued:  # still waiting for a turn: it gives up unsent
-                    state.queued.remove(slot)
-                    raise self._expired()
-            # On the wire, or just handed a turn: the connection's timeout bounds its answer.
-            slot.woken.wait()
+        try:
+            if not slot.woken.wait(timeout):
+                with state.lock:
+                    if slot in state.queued:  # still waiting for a turn: it gives up unsent
+                        state.queued.remove(slot)
+                        raise self._expired()
+                # On the wire, or just handed a turn: the connection's timeout bounds it.
+                slot.woken.wait()
+        except BaseException:
+            self._leave(state, slot)  # stopped while waiting (a killed greenlet, a timeout)
+            raise
         if slot.batch is None:
             return None
         with state.lock:  # what queued up since the turn was handed goes along
             batch, state.queued = slot.batch + state.queued, []
         return batch
+
+    def _leave(self, state: _ProcessState, slot: _Slot) -> None:
+        """A caller stopped while it waits leaves unsent; a turn handed to it goes on to the
+        next caller of its batch, so the others are never left waiting for a dead sender."""
+        with state.lock:
+            if slot in state.queued:
+                state.queued.remove(slot)
+            if slot.batch is None:
+                return  # queued (now gone), or on the wire: its sender answers the others
+            rest = [other for other in slot.batch if other is not slot] + state.queued
+            slot.batch, state.queued = None, []
+            if rest:
+                rest[0].batch = rest
+                rest[0].woken.set()
+            else:
+                state.sending -= 1
 
     def _send_turn(self, state: _ProcessState, batch: list[_Slot]) -> None:
         """Send `batch`, then hand the turn, with everything queued meanwhile, straight to

@@ -228,3 +228,46 @@ def test_a_turn_passes_to_the_first_caller_waiting_with_everything_queued():
         thread.join(5)
     assert answers == {n: n * 10 for n in range(1, 7)}
     assert len(held.batches) == 2
+
+
+class StoppedOnWaking(threading.Event):
+    """The event of a caller stopped (a killed greenlet) just as its turn is handed to it."""
+
+    def wait(self, timeout=None):
+        woken = super().wait(timeout)
+        if woken and threading.current_thread().name == "stopped":
+            raise Stopped()
+        return woken
+
+
+def test_a_turn_handed_to_a_caller_that_is_stopped_goes_on_to_the_next(monkeypatch):
+    monkeypatch.setattr("relay.group_commit._new_event", StoppedOnWaking)
+    held = HeldBatches()
+    commit = GroupCommit(held, Interrupted)
+    outcome: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            outcome[n] = commit.submit(n)
+        except BaseException as exc:  # recorded for the assertions
+            outcome[n] = exc
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    wait_until(lambda: len(held.batches) == 1, what="the first batch on the wire")
+    stopped = threading.Thread(target=call, args=(2,), name="stopped")
+    stopped.start()  # first in line: the turn goes to it
+    wait_until(lambda: len(commit._process_state().queued) == 1, what="the first caller queued")
+    others = [threading.Thread(target=call, args=(n,)) for n in (3, 4)]
+    for thread in others:
+        thread.start()
+    wait_until(lambda: len(commit._process_state().queued) == 3, what="three queued callers")
+    held.lets_go[0].set()
+    held.lets_go[1].set()
+    for thread in [first, stopped, *others]:
+        thread.join(5)
+    assert isinstance(outcome[2], Stopped)
+    assert (outcome[1], outcome[3], outcome[4]) == (10, 30, 40)  # not left waiting
+    assert held.batches == [[1], [3, 4]]  # the stopped caller's item left unsent
+    held.lets_go[2].set()
+    assert commit.submit(5) == 50  # and the turn is free again

@@ -10,7 +10,9 @@ the time one worker takes to drain a backlog of 10,000 orders.
 
 At zero latency, one worker in this process (the real dispatcher, inbox and rules) against a
 plain loop posting the same requests with one requests.Session; runs alternate, the figure
-is the median of the pair ratios.
+is the median of the pair ratios. Also against a loop that sends through the relay's own
+client (the same HTTP path, cheaper than `Session.request`): what the relay's own work per
+event costs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.common import (
     redis_server,
     worker_bench,
 )
+from relay.delivery.commerce_api import ApiRequest, CommerceClient
 from relay.delivery.worker import run_worker
 from relay.events import RawEvent, new_event_id
 from relay.inbox import INBOX, Entry
@@ -229,27 +232,44 @@ def _plain_rate(api: FakeApiProcess, offset: int) -> float:
     return len(bodies) / (time.perf_counter() - started)
 
 
+def _same_path_rate(api: FakeApiProcess, offset: int) -> float:
+    woo = default_registry().get("woocommerce")
+    requests_ = [
+        ApiRequest("POST", "/api/v1/orders", woo.map_event(e, {})[0].data) for e in _events(offset)
+    ]
+    client = CommerceClient(api.url, API_KEY)
+    started = time.perf_counter()
+    for request in requests_:
+        assert client.send(request).ok
+    return len(requests_) / (time.perf_counter() - started)
+
+
 def zero_latency(workdir: Path) -> dict[str, Any]:
     with worker_bench(workdir) as (settings, redis, api):
         # One unmeasured round of each first: a worker runs for days, so its first start
         # (imports, scripts loaded into Redis, the first connections) is not its rate.
         redis.flushall()
-        _relay_rate(settings, redis, api, offset=2 * PAIRS * EVENTS)
-        _plain_rate(api, offset=(2 * PAIRS + 1) * EVENTS)
-        pairs = []
+        _relay_rate(settings, redis, api, offset=3 * PAIRS * EVENTS)
+        _plain_rate(api, offset=(3 * PAIRS + 1) * EVENTS)
+        _same_path_rate(api, offset=(3 * PAIRS + 2) * EVENTS)
+        rounds = []
         for n in range(PAIRS):
             redis.flushall()
-            relay = _relay_rate(settings, redis, api, offset=2 * n * EVENTS)
-            plain = _plain_rate(api, offset=(2 * n + 1) * EVENTS)
-            pairs.append((relay, plain))
-    ratios = [r / p for r, p in pairs]
+            relay = _relay_rate(settings, redis, api, offset=3 * n * EVENTS)
+            plain = _plain_rate(api, offset=(3 * n + 1) * EVENTS)
+            same_path = _same_path_rate(api, offset=(3 * n + 2) * EVENTS)
+            rounds.append((relay, plain, same_path))
+    ratios = [r / p for r, p, _ in rounds]
+    same_path_ratios = [r / s for r, _, s in rounds]
     return {
         "events": EVENTS,
         "concurrency": settings.delivery_concurrency,
-        "relay_per_second": [round(r) for r, _ in pairs],
-        "plain_loop_per_second": [round(p) for _, p in pairs],
+        "relay_per_second": [round(r) for r, _, _ in rounds],
+        "plain_loop_per_second": [round(p) for _, p, _ in rounds],
         "ratio": round(statistics.median(ratios), 3),
         "ratios": [round(x, 3) for x in ratios],
+        "same_path_loop_per_second": [round(s) for _, _, s in rounds],
+        "ratio_same_path": round(statistics.median(same_path_ratios), 3),
     }
 
 

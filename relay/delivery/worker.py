@@ -17,6 +17,8 @@ Things RQ leaves slow or fragile, handled here:
 - A worker killed mid-job (SIGKILL, OOM) leaves its job "started". RQ notices only after
   the job's timeout plus a minute. Every maintenance pass hands the started jobs of workers
   whose lease expired (on any host) to RQ's retry path at once.
+- A worker SIGKILLed left RQ's forked scheduler running on its own; it now gets SIGTERM
+  when the worker dies (relay/runtime/child_processes.py).
 - Redis going away makes RQ's loop raise. The worker then waits for Redis to come back and
   exits with EX_TEMPFAIL, and `relay run` starts a fresh one (not counted as a crash).
 """
@@ -53,6 +55,7 @@ from relay.event_queue import (
 from relay.inbox import Inbox
 from relay.redis_conn import connect
 from relay.registry import Registry
+from relay.runtime.child_processes import end_forked_children_with_this_process
 from relay.runtime.processes import HOST, local_process_dead, owner_tag, started_at
 from relay.settings import Settings
 
@@ -315,6 +318,7 @@ def run_worker(settings: Settings, registry: Registry, burst: bool = False) -> N
                 daemon=True,
             ).start()
         gc.freeze()  # shared with the scheduler process RQ forks: keep the pages shared
+        end_forked_children_with_this_process()  # RQ's scheduler must not outlive a SIGKILL
         _rq_worker(context, queue_redis).work(with_scheduler=True, logging_level="WARNING")
     except (RedisError, OSError) as exc:
         _lost_redis(settings, exc)

@@ -3,7 +3,10 @@ A worker is dead when its lease (relay/delivery/leases.py) is gone, on whatever 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -176,3 +179,59 @@ def test_two_workers_start_one_reconcile_run_per_interval(redis_server, redis, f
     assert {run["status"] for run in runs} == {"done"}
     # Each run read the store's webhooks once: no run the history does not show.
     assert store.count("GET", "/webhooks") == len(runs)
+
+
+def _children(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sigkilled_workers_retry_scheduler_does_not_outlive_it(redis_server, redis, fake_api):
+    """RQ forks its scheduler from the worker; SIGKILL runs no cleanup, so that child went
+    on running (and holding the scheduler lock) on its own."""
+    from tests.conftest import API_KEY, wait_until
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+    env.update(
+        RELAY_REDIS_URL=redis_server.url,
+        RELAY_COMMERCE_API_URL=fake_api.url,
+        RELAY_COMMERCE_API_KEY=API_KEY,
+        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
+        RELAY_LOG_LEVEL="WARNING",
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "relay", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _children(worker.pid), timeout=60, what="the worker's scheduler")
+        [scheduler] = _children(worker.pid)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        wait_until(lambda: not _running(scheduler), timeout=30, what="the scheduler ending")
+    finally:
+        if worker.poll() is None:
+            worker.kill()

@@ -36,6 +36,18 @@ class Recorder:
         return [item * 10 for item in items]
 
 
+def recording(commit: GroupCommit, outcome: dict[int, object]):
+    """A caller that records what its submit returned or raised, for the assertions."""
+
+    def call(n: int) -> None:
+        try:
+            outcome[n] = commit.submit(n)
+        except BaseException as exc:
+            outcome[n] = exc
+
+    return call
+
+
 def test_a_lone_caller_makes_one_call_for_one_item():
     recorder = Recorder()
     commit = GroupCommit(recorder, Interrupted)
@@ -107,12 +119,7 @@ def test_callers_whose_sender_was_stopped_get_an_error_not_a_silent_none():
 
     commit = GroupCommit(run_batch, Interrupted)
     outcome: dict[int, object] = {}
-
-    def call(n: int) -> None:
-        try:
-            outcome[n] = commit.submit(n)
-        except BaseException as exc:  # recorded for the assertions
-            outcome[n] = exc
+    call = recording(commit, outcome)
 
     first = threading.Thread(target=call, args=(1,))
     first.start()
@@ -245,12 +252,7 @@ def test_a_turn_handed_to_a_caller_that_is_stopped_goes_on_to_the_next(monkeypat
     held = HeldBatches()
     commit = GroupCommit(held, Interrupted)
     outcome: dict[int, object] = {}
-
-    def call(n: int) -> None:
-        try:
-            outcome[n] = commit.submit(n)
-        except BaseException as exc:  # recorded for the assertions
-            outcome[n] = exc
+    call = recording(commit, outcome)
 
     first = threading.Thread(target=call, args=(1,))
     first.start()

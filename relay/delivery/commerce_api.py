@@ -376,12 +376,7 @@ class CommerceClient:
                 proxies=self.session.proxies,
             )
         except (requests.Timeout, requests.ConnectionError) as exc:
-            return Outcome(
-                ok=False,
-                transient=True,
-                error=f"{type(exc).__name__}: could not reach the Commerce API",
-                duration=time.monotonic() - started,
-            )
+            return _transient(exc, "could not reach the Commerce API", started)
         except (requests.RequestException, ValueError) as exc:  # ValueError: a bad header
             return Outcome(
                 ok=False, error=f"{type(exc).__name__}: {exc}", duration=time.monotonic() - started
@@ -389,12 +384,7 @@ class CommerceClient:
         try:
             _ = response.content  # read to the end: the connection goes back to the pool
         except requests.RequestException as exc:
-            return Outcome(
-                ok=False,
-                transient=True,
-                error=f"{type(exc).__name__}: the Commerce API's answer was cut off",
-                duration=time.monotonic() - started,
-            )
+            return _transient(exc, "the Commerce API's answer was cut off", started)
         status = response.status_code
         return classify(
             request.method,
@@ -433,12 +423,7 @@ class CommerceClient:
                 self.base_url + path, timeout=self.timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
-            return Outcome(
-                ok=False,
-                transient=True,
-                error=f"{type(exc).__name__}: could not reach the Commerce API",
-                duration=time.monotonic() - started,
-            ), None
+            return _transient(exc, "could not reach the Commerce API", started), None
         outcome = classify(
             "GET",
             response.status_code,
@@ -452,6 +437,17 @@ class CommerceClient:
             return outcome, response.json()
         except ValueError:
             return outcome, None
+
+
+def _transient(exc: Exception, what: str, started: float) -> Outcome:
+    """A failure on the way (no answer, or half of one): worth sending again later. The
+    exception's own text is left out: it may quote the URL."""
+    return Outcome(
+        ok=False,
+        transient=True,
+        error=f"{type(exc).__name__}: {what}",
+        duration=time.monotonic() - started,
+    )
 
 
 class SandboxClient:

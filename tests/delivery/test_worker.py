@@ -33,6 +33,22 @@ def dead_pid() -> int:
     return process.pid
 
 
+def worker_env(redis_server, fake_api, **settings: str) -> dict[str, str]:
+    """The environment of a real `relay worker` on the test Redis and the fake API."""
+    from tests.conftest import API_KEY
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+    env.update(
+        RELAY_REDIS_URL=redis_server.url,
+        RELAY_COMMERCE_API_URL=fake_api.url,
+        RELAY_COMMERCE_API_KEY=API_KEY,
+        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
+        RELAY_LOG_LEVEL="WARNING",
+    )
+    env.update(settings)
+    return env
+
+
 def queued_event(redis) -> Job:
     """A job in the queue: a product flush, as a worker queues one."""
     batch = new_event_id()
@@ -84,8 +100,6 @@ def test_job_taken_but_never_started_goes_back_to_the_front(redis):
 
 
 def test_dead_schedulers_lock_is_released_live_ones_kept(redis):
-    import os
-
     lock = "rq:scheduler-lock:relay"
     redis.set(lock, "sched-dead")
     redis.hset("rq:scheduler:sched-dead", mapping={"hostname": HOST, "pid": dead_pid()})
@@ -128,8 +142,6 @@ def test_entity_lock_of_a_dead_holder_is_taken_over(redis):
 
 
 def test_a_reused_pid_is_not_mistaken_for_the_dead_holder(redis):
-    import os
-
     from relay.runtime.processes import owner_dead, owner_tag
 
     assert not owner_dead(owner_tag())  # this very process
@@ -140,26 +152,19 @@ def test_a_reused_pid_is_not_mistaken_for_the_dead_holder(redis):
 def test_two_workers_start_one_reconcile_run_per_interval(redis_server, redis, fake_api, tmp_path):
     """Real `relay worker` processes with a store configured: whatever the number of workers,
     each interval's reconcile runs once (its slot claimed with SET NX)."""
-    import os
-    import sys
-
     from relay.sync.service import history
-    from tests.conftest import API_KEY, wait_until
+    from tests.conftest import wait_until
     from tests.fakestore import KEY, SECRET, FakeStore
 
     store = FakeStore(products=6, customers=4, orders=4).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
-    env.update(
-        RELAY_REDIS_URL=redis_server.url,
-        RELAY_COMMERCE_API_URL=fake_api.url,
-        RELAY_COMMERCE_API_KEY=API_KEY,
-        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
+    env = worker_env(
+        redis_server,
+        fake_api,
         RELAY_WOOCOMMERCE_STORE_URL=store.url,
         RELAY_WOOCOMMERCE_CONSUMER_KEY=KEY,
         RELAY_WOOCOMMERCE_CONSUMER_SECRET=SECRET,
         RELAY_WOOCOMMERCE_MAX_RPS="1000",
         RELAY_RECONCILE_INTERVAL="1s",
-        RELAY_LOG_LEVEL="WARNING",
     )
     workers = [
         subprocess.Popen([sys.executable, "-m", "relay", "worker"], env=env) for _ in range(2)
@@ -210,16 +215,9 @@ def _running(pid: int) -> bool:
 def test_a_sigkilled_workers_retry_scheduler_does_not_outlive_it(redis_server, redis, fake_api):
     """RQ forks its scheduler from the worker; SIGKILL runs no cleanup, so that child went
     on running (and holding the scheduler lock) on its own."""
-    from tests.conftest import API_KEY, wait_until
+    from tests.conftest import wait_until
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
-    env.update(
-        RELAY_REDIS_URL=redis_server.url,
-        RELAY_COMMERCE_API_URL=fake_api.url,
-        RELAY_COMMERCE_API_KEY=API_KEY,
-        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
-        RELAY_LOG_LEVEL="WARNING",
-    )
+    env = worker_env(redis_server, fake_api)
     worker = subprocess.Popen(
         [sys.executable, "-m", "relay", "worker"],
         env=env,

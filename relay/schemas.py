@@ -92,6 +92,20 @@ def _email(**kwargs: Any) -> fields.String:
     return fields.String(validate=[_email_lengths, validate.Email()], **kwargs)
 
 
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in `value` nest deeper than `limit`, walked without recursion
+    (what recursive code such as `dataclasses.asdict` would overflow the stack on)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            if depth >= limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _free_form_bounds(value: Mapping[str, Any]) -> None:
     """Depth, count and sizes of a free-form object, walked without recursion (a value
     nested 1,000 deep must fail here, not in the JSON encoder at send time)."""

@@ -17,7 +17,11 @@ from relay.delivery.commerce_api import ApiRequest
 from relay.delivery.deadletters import DeadLetter, DeadLetters
 from relay.events import RawEvent
 from relay.mapping import Record
+from relay.schemas import nested_deeper_than
 from relay.settings import RetryPolicy
+
+# Deeper than any valid record (free-form fields stop at 8 levels), far from the stack's limit.
+KEPT_DEPTH = 64
 
 log = logging.getLogger("relay.worker")
 
@@ -44,6 +48,13 @@ class Endings:
         attempts: int = 0,
         first_attempt_at: float | None = None,
     ) -> str:
+        kept = [r.to_dict() for r in records] if records is not None else None
+        if nested_deeper_than([kept, pending, response], KEPT_DEPTH):
+            # Records or requests nested too deep to store (what made the event fail,
+            # often): dropped before they are encoded, where the recursion would overflow
+            # the stack, in a way that depends on how deep the stack already is.
+            error += " (records and requests not kept: nested too deeply)"
+            kept, pending = None, None
         letter = DeadLetter(
             id=event.id,
             platform=event.platform,
@@ -53,7 +64,7 @@ class Endings:
             event=event.to_dict(),
             attempts=attempts,
             first_attempt_at=first_attempt_at,
-            records=[r.to_dict() for r in records] if records is not None else None,
+            records=kept,
             pending=pending,
             response=response,
         )

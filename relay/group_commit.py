@@ -139,13 +139,10 @@ class GroupCommit(Generic[Item, Result]):
                 state.queued.remove(slot)
             if slot.batch is None:
                 return  # queued (now gone), or on the wire: its sender answers the others
-            rest = [other for other in slot.batch if other is not slot] + state.queued
-            slot.batch, state.queued = None, []
-            if rest:
-                rest[0].batch = rest
-                rest[0].woken.set()
-            else:
-                state.sending -= 1
+            rest, slot.batch = [other for other in slot.batch if other is not slot], None
+            following = self._hand_on(state, rest)
+        if following is not None:
+            following.woken.set()
 
     def _send_turn(self, state: _ProcessState, batch: list[_Slot]) -> None:
         """Send `batch`, then hand the turn, with everything queued meanwhile, straight to
@@ -154,15 +151,22 @@ class GroupCommit(Generic[Item, Result]):
             self._send(batch)
         finally:
             with state.lock:
-                following, state.queued = state.queued, []
-                if following:
-                    following[0].batch = following
-                else:
-                    state.sending -= 1
-            if following:
-                following[0].woken.set()
+                following = self._hand_on(state, [])
+            if following is not None:
+                following.woken.set()
             for slot in batch:
                 slot.woken.set()
+
+    @staticmethod
+    def _hand_on(state: _ProcessState, unsent: list[_Slot]) -> _Slot | None:
+        """Under the lock, as a turn ends: `unsent` and everything queued become the next
+        batch of the first of them, whom the caller wakes; with none, the turn is free."""
+        following, state.queued = unsent + state.queued, []
+        if not following:
+            state.sending -= 1
+            return None
+        following[0].batch = following
+        return following[0]
 
     def _send(self, batch: list[_Slot]) -> None:
         now = time.monotonic()

@@ -203,5 +203,20 @@ def sandbox_worker(settings, redis) -> WorkerHarness:
     return WorkerHarness(replace(settings, commerce_api_key=None), redis)
 
 
+def worker_env(redis_url: str, api_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a real `relay worker` process on the test Redis and the fake API
+    (none of this process's own RELAY_ settings leak into it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
+    env.update(
+        RELAY_REDIS_URL=redis_url,
+        RELAY_COMMERCE_API_URL=api_url,
+        RELAY_COMMERCE_API_KEY=API_KEY,
+        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
+        RELAY_LOG_LEVEL="WARNING",
+    )
+    env.update(settings)
+    return env
+
+
 def live_client(settings: Settings) -> CommerceClient:
     return CommerceClient.from_settings(settings)

@@ -5,7 +5,6 @@ serving concurrently with a latency, real `relay worker` processes where process
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from relay.delivery.leases import lease_key
 from relay.events import RawEvent
 from relay.inbox import Inbox
 from relay.runtime.processes import HOST
-from tests.conftest import API_KEY, WorkerHarness, wait_until
+from tests.conftest import WorkerHarness, wait_until, worker_env
 from tests.delivery.test_processor import _order_base, enqueue, woo_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,18 +145,9 @@ def test_waiting_events_stay_in_redis_not_in_memory(redis, settings, fake_api):
 
 
 def _worker(settings, redis_url: str, fake_api, concurrency: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-    env.update(
-        RELAY_REDIS_URL=redis_url,
-        RELAY_COMMERCE_API_URL=fake_api.url,
-        RELAY_COMMERCE_API_KEY=API_KEY,
-        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
-        RELAY_DELIVERY_CONCURRENCY=str(concurrency),
-        RELAY_LOG_LEVEL="WARNING",
-    )
     return subprocess.Popen(
         [sys.executable, "-m", "relay", "worker"],
-        env=env,
+        env=worker_env(redis_url, fake_api.url, RELAY_DELIVERY_CONCURRENCY=str(concurrency)),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -33,22 +33,6 @@ def dead_pid() -> int:
     return process.pid
 
 
-def worker_env(redis_server, fake_api, **settings: str) -> dict[str, str]:
-    """The environment of a real `relay worker` on the test Redis and the fake API."""
-    from tests.conftest import API_KEY
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "PROMETHEUS_"))}
-    env.update(
-        RELAY_REDIS_URL=redis_server.url,
-        RELAY_COMMERCE_API_URL=fake_api.url,
-        RELAY_COMMERCE_API_KEY=API_KEY,
-        RELAY_WOOCOMMERCE_SECRET="test-woo-secret",
-        RELAY_LOG_LEVEL="WARNING",
-    )
-    env.update(settings)
-    return env
-
-
 def queued_event(redis) -> Job:
     """A job in the queue: a product flush, as a worker queues one."""
     batch = new_event_id()
@@ -153,13 +137,13 @@ def test_two_workers_start_one_reconcile_run_per_interval(redis_server, redis, f
     """Real `relay worker` processes with a store configured: whatever the number of workers,
     each interval's reconcile runs once (its slot claimed with SET NX)."""
     from relay.sync.service import history
-    from tests.conftest import wait_until
+    from tests.conftest import wait_until, worker_env
     from tests.fakestore import KEY, SECRET, FakeStore
 
     store = FakeStore(products=6, customers=4, orders=4).start()
     env = worker_env(
-        redis_server,
-        fake_api,
+        redis_server.url,
+        fake_api.url,
         RELAY_WOOCOMMERCE_STORE_URL=store.url,
         RELAY_WOOCOMMERCE_CONSUMER_KEY=KEY,
         RELAY_WOOCOMMERCE_CONSUMER_SECRET=SECRET,
@@ -186,28 +170,28 @@ def test_two_workers_start_one_reconcile_run_per_interval(redis_server, redis, f
     assert store.count("GET", "/webhooks") == len(runs)
 
 
-def _children(pid: int) -> list[int]:
-    """The live (not zombie) processes whose parent is `pid`, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first, then ppid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
 
 
 def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        fields = _stat(entry) if entry.isdigit() else None
+        if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 @pytest.mark.e2e
@@ -215,9 +199,9 @@ def _running(pid: int) -> bool:
 def test_a_sigkilled_workers_retry_scheduler_does_not_outlive_it(redis_server, redis, fake_api):
     """RQ forks its scheduler from the worker; SIGKILL runs no cleanup, so that child went
     on running (and holding the scheduler lock) on its own."""
-    from tests.conftest import wait_until
+    from tests.conftest import wait_until, worker_env
 
-    env = worker_env(redis_server, fake_api)
+    env = worker_env(redis_server.url, fake_api.url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "relay", "worker"],
         env=env,
